@@ -1,0 +1,132 @@
+"""Host interfaces as engines see them: a WIT interface name, its functions and resource classes.
+
+A host interface is a Python object (one per running component) whose class says which WIT interface
+it implements. An engine asks `HostLinker.resolve` for the object serving an imported interface
+name, then `host_function` for each imported function; the WIT function names map to Python as:
+
+    f                    interface.f(*args)                       (dashes become underscores)
+    [constructor]r       interface.new_r(*args)                   returns the new resource object
+    [method]r.f          obj.f(*args)                             obj: the `self` handle's object
+    [static]r.f          interface.r_f(*args)
+    [resource-drop]r     obj.drop()                               if the class defines it
+
+Values follow `values.py`. An engine knows nothing of what an interface does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, ClassVar, Iterable
+
+_NAME = re.compile(r"^(?P<base>[a-z0-9-]+:[a-z0-9-]+(?:/[a-z0-9-]+)?)(?:@(?P<version>[0-9A-Za-z.+-]+))?$")
+
+
+def py_name(wit_name: str) -> str:
+    return wit_name.replace("-", "_")
+
+
+class HostInterface:
+    """Base class: subclasses set `wit` ("wasi:io/streams@0.2.9") and `resources`."""
+
+    wit: ClassVar[str] = ""
+    # other names this implementation serves, e.g. "wasi:tls/types@0.2.0-draft" under 0.2.9 streams
+    aliases: ClassVar[tuple[str, ...]] = ()
+    # WIT resource name -> the Python class of its objects
+    resources: ClassVar[dict[str, type]] = {}
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """'wasi:io/streams@0.2.9' -> ('wasi:io/streams', '0.2.9')."""
+    m = _NAME.match(name)
+    if not m:
+        return name, None
+    return m.group("base"), m.group("version")
+
+
+def _semver_key(version: str) -> tuple[int, ...] | None:
+    """The part of a version that must match for two versions to be compatible (wasmtime's rule)."""
+    core, _, pre = version.partition("-")
+    parts = core.split(".")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        return None
+    if pre or len(nums) != 3:
+        return tuple(nums) + (hash(pre),)  # a pre-release only matches itself
+    major, minor, patch = nums
+    if major:
+        return (major,)
+    if minor:
+        return (0, minor)
+    return (0, 0, patch)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.partition("-")[0].split("."))
+    except ValueError:
+        return (0,)
+
+
+class HostLinker:
+    """Host interfaces by name; an import links to the registered version compatible with it."""
+
+    def __init__(self) -> None:
+        self._by_base: dict[str, list[tuple[str | None, Any]]] = {}
+
+    def register(self, impl: HostInterface, *names: str) -> None:
+        for name in names or (impl.wit, *impl.aliases):
+            base, version = split_name(name)
+            self._by_base.setdefault(base, []).append((version, impl))
+
+    def resolve(self, import_name: str) -> Any | None:
+        base, version = split_name(import_name)
+        candidates = self._by_base.get(base, [])
+        if version is None:
+            return candidates[-1][1] if candidates else None
+        exact = [impl for v, impl in candidates if v == version]
+        if exact:
+            return exact[0]
+        key = _semver_key(version)
+        compatible = [(v, impl) for v, impl in candidates if v is not None and _semver_key(v) == key]
+        if not compatible:
+            return None
+        return max(compatible, key=lambda c: _version_tuple(c[0]))[1]
+
+    def names(self) -> Iterable[str]:
+        for base, entries in self._by_base.items():
+            for version, _ in entries:
+                yield f"{base}@{version}" if version else base
+
+
+def resource_class(impl: Any, resource: str) -> type | None:
+    return type(impl).resources.get(resource)
+
+
+def host_function(impl: Any, func_name: str) -> Callable[..., Any] | None:
+    """The Python callable for an imported WIT function, or None if the interface lacks it.
+
+    For `[method]` the callable takes the `self` object first; `[resource-drop]` is not a function
+    here (engines call `drop_object`).
+    """
+    if func_name.startswith("[constructor]"):
+        return getattr(impl, "new_" + py_name(func_name[len("[constructor]"):]), None)
+    if func_name.startswith("[method]"):
+        resource, _, method = func_name[len("[method]"):].partition(".")
+        cls = resource_class(impl, resource)
+        if cls is None:
+            return None
+        return getattr(cls, py_name(method), None)
+    if func_name.startswith("[static]"):
+        resource, _, method = func_name[len("[static]"):].partition(".")
+        return getattr(impl, py_name(resource) + "_" + py_name(method), None)
+    if func_name.startswith("["):
+        return None
+    return getattr(impl, py_name(func_name), None)
+
+
+def drop_object(obj: Any) -> None:
+    """Called when the guest drops its last handle to a host resource."""
+    drop = getattr(obj, "drop", None)
+    if drop is not None:
+        drop()
