@@ -1,0 +1,467 @@
+"""The `reference` engine: wasmtime-py's component API, kept as the model the fast engine is tested against.
+
+Host functions are registered with the C API directly so values convert between wasmtime's
+`wasmtime_component_val_t` and the plain values of `values.py` by the function's own type; the
+guest never sees a Python object and host code never sees a wasmtime one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import itertools
+import math
+import struct
+from ctypes import byref
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as wc
+
+from . import host as hostmod
+from .engine import CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, UnservedImports
+from .values import Err, GuestExit, Ok, Some, Trap, Variant
+
+WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+_LARGE = 1 << 20  # components above this size show a progress line while they compile
+
+# Type descriptors: small tuples built once per imported function from wasmtime's ValType objects.
+_SCALARS = {
+    wc.Bool: "bool", wc.U8: "u8", wc.U16: "u16", wc.U32: "u32", wc.U64: "u64",
+    wc.S8: "s8", wc.S16: "s16", wc.S32: "s32", wc.S64: "s64", wc.F32: "f32", wc.F64: "f64",
+    wc.Char: "char", wc.String: "string",
+}
+_KIND = {
+    "bool": ffi.WASMTIME_COMPONENT_BOOL, "u8": ffi.WASMTIME_COMPONENT_U8, "u16": ffi.WASMTIME_COMPONENT_U16,
+    "u32": ffi.WASMTIME_COMPONENT_U32, "u64": ffi.WASMTIME_COMPONENT_U64, "s8": ffi.WASMTIME_COMPONENT_S8,
+    "s16": ffi.WASMTIME_COMPONENT_S16, "s32": ffi.WASMTIME_COMPONENT_S32, "s64": ffi.WASMTIME_COMPONENT_S64,
+    "f32": ffi.WASMTIME_COMPONENT_F32, "f64": ffi.WASMTIME_COMPONENT_F64,
+}
+_FIELD = {"bool": "boolean", "u8": "u8", "u16": "u16", "u32": "u32", "u64": "u64", "s8": "s8", "s16": "s16",
+          "s32": "s32", "s64": "s64", "f32": "f32", "f64": "f64"}
+
+
+def _can_be_none(desc: tuple) -> bool:
+    return desc[0] == "option"
+
+
+class _Resources:
+    """Host resource objects the guest holds, by rep; one table per store."""
+
+    def __init__(self) -> None:
+        self.objects: dict[int, Any] = {}
+        self._reps = itertools.count(1)
+        self.types: list[tuple[wc.ResourceType, int]] = []
+
+    def type_id(self, rtype: wc.ResourceType) -> int | None:
+        for known, tid in self.types:
+            if known == rtype:
+                return tid
+        return None
+
+
+class _Converter:
+    def __init__(self, store: wasmtime.Store, resources: _Resources):
+        self.store = store
+        self.res = resources
+
+    # -- types ---------------------------------------------------------------------------------
+    def describe(self, ty: Any) -> tuple:
+        name = _SCALARS.get(type(ty))
+        if name:
+            return (name,)
+        if isinstance(ty, wc.ListType):
+            return ("list", self.describe(ty.element))
+        if isinstance(ty, wc.RecordType):
+            return ("record", [(n, self.describe(t)) for n, t in ty.fields])
+        if isinstance(ty, wc.TupleType):
+            return ("tuple", [self.describe(t) for t in ty.elements])
+        if isinstance(ty, wc.VariantType):
+            return ("variant", [(n, None if t is None else self.describe(t)) for n, t in ty.cases])
+        if isinstance(ty, wc.EnumType):
+            return ("enum", ty.names)
+        if isinstance(ty, wc.OptionType):
+            return ("option", self.describe(ty.payload))
+        if isinstance(ty, wc.ResultType):
+            ok, err = ty.ok, ty.err
+            return ("result", None if ok is None else self.describe(ok), None if err is None else self.describe(err))
+        if isinstance(ty, wc.FlagsType):
+            return ("flags", ty.names)
+        if isinstance(ty, (wc.OwnType, wc.BorrowType)):
+            return ("own" if isinstance(ty, wc.OwnType) else "borrow", self.res.type_id(ty.ty))
+        raise ComponentError(f"the reference engine cannot convert values of type {type(ty).__name__}")
+
+    # -- wasmtime value -> plain value ---------------------------------------------------------
+    def lift(self, d: tuple, c: Any) -> Any:
+        k = d[0]
+        if k in _FIELD:
+            v = getattr(c.of, _FIELD[k])
+            return bool(v) if k == "bool" else v
+        if k == "char":
+            return chr(c.of.character)
+        if k == "string":
+            return ffi.to_str(c.of.string)
+        if k == "list":
+            lst = c.of.list
+            if d[1][0] == "u8":
+                n = lst.size
+                if n == 0:
+                    return b""
+                stride = ctypes.sizeof(ffi.wasmtime_component_val_t)
+                return ctypes.string_at(lst.data, n * stride)[_U8_OFFSET::stride]
+            return [self.lift(d[1], lst.data[i]) for i in range(lst.size)]
+        if k == "record":
+            rec = c.of.record
+            return {name: self.lift(fd, rec.data[i].val) for i, (name, fd) in enumerate(d[1])}
+        if k == "tuple":
+            tup = c.of.tuple
+            return tuple(self.lift(ed, tup.data[i]) for i, ed in enumerate(d[1]))
+        if k == "variant":
+            tag = ffi.to_str(c.of.variant.discriminant)
+            for name, pd in d[1]:
+                if name == tag:
+                    return Variant(tag, None if pd is None else self.lift(pd, c.of.variant.val.contents))
+            raise ComponentError(f"unknown variant case {tag}")
+        if k == "enum":
+            return ffi.to_str(c.of.enumeration)
+        if k == "option":
+            if not c.of.option:
+                return None
+            v = self.lift(d[1], c.of.option.contents)
+            return Some(v) if _can_be_none(d[1]) else v
+        if k == "result":
+            r = c.of.result
+            pd = d[1] if r.is_ok else d[2]
+            v = None if pd is None else self.lift(pd, r.val.contents)
+            return Ok(v) if r.is_ok else Err(v)
+        if k == "flags":
+            fl = c.of.flags
+            return {ffi.to_str(fl.data[i]) for i in range(fl.size)}
+        if k in ("own", "borrow"):
+            any_ = wc.ResourceAny._from_ptr(ffi.take_pointer(c.of, "resource"))
+            try:
+                rep = any_.to_host(self.store).rep
+            except wasmtime.WasmtimeError:
+                raise Trap("guest resources cannot be passed to host functions on the reference engine")
+            if k == "own":
+                return self.res.objects.pop(rep)
+            return self.res.objects[rep]
+        raise ComponentError(f"cannot lift {k}")
+
+    # -- plain value -> wasmtime value (fills *ptr) -------------------------------------------
+    def lower(self, d: tuple, v: Any, c: Any) -> None:
+        k = d[0]
+        if k in _KIND:
+            c.kind = _KIND[k]
+            if k in ("f32", "f64"):
+                v = float(v)
+            setattr(c.of, _FIELD[k], v)
+            return
+        if k == "char":
+            c.kind = ffi.WASMTIME_COMPONENT_CHAR
+            c.of.character = ord(v)
+            return
+        if k == "string":
+            c.kind = ffi.WASMTIME_COMPONENT_STRING
+            c.of.string = ffi.str_to_capi(v)
+            return
+        if k == "list":
+            raw = ffi.wasmtime_component_vallist_t()
+            if d[1][0] == "u8":
+                data = bytes(v)
+                n = len(data)
+                ffi.wasmtime_component_vallist_new_uninit(raw, n)
+                if n:
+                    stride = ctypes.sizeof(ffi.wasmtime_component_val_t)
+                    block = bytearray(n * stride)
+                    block[0::stride] = bytes([ffi.WASMTIME_COMPONENT_U8.value]) * n
+                    block[_U8_OFFSET::stride] = data
+                    ctypes.memmove(raw.data, bytes(block), len(block))
+            else:
+                items = list(v)
+                ffi.wasmtime_component_vallist_new_uninit(raw, len(items))
+                for i, item in enumerate(items):
+                    self.lower(d[1], item, raw.data[i])
+            c.kind = ffi.WASMTIME_COMPONENT_LIST
+            c.of.list = raw
+            return
+        if k == "record":
+            raw = ffi.wasmtime_component_valrecord_t()
+            ffi.wasmtime_component_valrecord_new_uninit(raw, len(d[1]))
+            for i, (name, fd) in enumerate(d[1]):
+                raw.data[i].name = ffi.str_to_capi(name)
+                self.lower(fd, v[name], raw.data[i].val)
+            c.kind = ffi.WASMTIME_COMPONENT_RECORD
+            c.of.record = raw
+            return
+        if k == "tuple":
+            raw = ffi.wasmtime_component_valtuple_t()
+            ffi.wasmtime_component_valtuple_new_uninit(raw, len(d[1]))
+            for i, (ed, item) in enumerate(zip(d[1], v)):
+                self.lower(ed, item, raw.data[i])
+            c.kind = ffi.WASMTIME_COMPONENT_TUPLE
+            c.of.tuple = raw
+            return
+        if k == "variant":
+            case, payload = (v.case, v.value) if isinstance(v, Variant) else (v, None)
+            for name, pd in d[1]:
+                if name == case:
+                    c.kind = ffi.WASMTIME_COMPONENT_VARIANT
+                    c.of.variant.discriminant = ffi.str_to_capi(name)
+                    c.of.variant.val = self._boxed(pd, payload)
+                    return
+            raise Trap(f"host returned unknown variant case {case!r}")
+        if k == "enum":
+            if v not in d[1]:
+                raise Trap(f"host returned unknown enum case {v!r}")
+            c.kind = ffi.WASMTIME_COMPONENT_ENUM
+            c.of.enumeration = ffi.str_to_capi(v)
+            return
+        if k == "option":
+            c.kind = ffi.WASMTIME_COMPONENT_OPTION
+            if v is None:
+                c.of.option = None
+            else:
+                c.of.option = self._boxed(d[1], v.value if isinstance(v, Some) else v)
+            return
+        if k == "result":
+            if isinstance(v, Err):
+                is_ok, pd, payload = False, d[2], v.value
+            else:
+                is_ok, pd, payload = True, d[1], (v.value if isinstance(v, Ok) else v)
+            c.kind = ffi.WASMTIME_COMPONENT_RESULT
+            c.of.result.is_ok = is_ok
+            c.of.result.val = self._boxed(pd, payload)
+            return
+        if k == "flags":
+            names = [n for n in d[1] if n in v]
+            raw = ffi.wasmtime_component_valflags_t()
+            ffi.wasmtime_component_valflags_new_uninit(raw, len(names))
+            for i, n in enumerate(names):
+                raw.data[i] = ffi.str_to_capi(n)
+            c.kind = ffi.WASMTIME_COMPONENT_FLAGS
+            c.of.flags = raw
+            return
+        if k in ("own", "borrow"):
+            if d[1] is None:
+                raise Trap("the reference engine cannot hand guest resources back")
+            rep = next(self.res._reps)
+            self.res.objects[rep] = v
+            host = wc.ResourceHost.own(rep, d[1]) if k == "own" else wc.ResourceHost.borrow(rep, d[1])
+            c.kind = ffi.WASMTIME_COMPONENT_RESOURCE
+            c.of.resource = host.to_any(self.store)._consume()
+            return
+        raise ComponentError(f"cannot lower {k}")
+
+    def _boxed(self, d: tuple | None, v: Any) -> Any:
+        if d is None:
+            return None
+        tmp = ffi.wasmtime_component_val_t()
+        self.lower(d, v, tmp)
+        return ffi.wasmtime_component_val_new(byref(tmp))
+
+
+_U8_OFFSET = ffi.wasmtime_component_val.of.offset + ffi.wasmtime_component_valunion.u8.offset
+
+
+def _trap_line(err: Exception) -> str:
+    """wasmtime's trap text is a backtrace; the line that names the trap is what a person needs."""
+    text = str(err)
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("wasm trap:"):
+            return line
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "trap"
+
+
+class ReferenceEngine(Engine):
+    name = "reference"
+
+    def __init__(self) -> None:
+        self.wt_engine = wasmtime.Engine()
+
+    def load(self, wasm: bytes, *, cache: CompileCache, progress=None) -> "ReferenceComponent":
+        if wasm[:4] != b"\0asm":
+            raise ComponentError("not a WebAssembly file (no \\0asm header)")
+        if wasm[4:8] != b"\x0d\x00\x01\x00":
+            raise ComponentError("a core WebAssembly module, not a component (wasitls runs WASI 0.2 components)")
+        path = cache.path_for(wasm, "component", f"wt{WASMTIME_VERSION}")
+        blob = cache.load(path)
+        if blob is not None:
+            try:
+                return ReferenceComponent(self, wc.Component.deserialize(self.wt_engine, blob))
+            except wasmtime.WasmtimeError:
+                pass  # stale or corrupt cache entry: compile again
+        if progress and len(wasm) > _LARGE:
+            progress(f"compiling component ({len(wasm) / 1e6:.0f} MB, first run only)...")
+        try:
+            comp = wc.Component(self.wt_engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise ComponentError("invalid component: " + str(e).strip().splitlines()[0]) from None
+        cache.store(path, bytes(comp.serialize()))
+        return ReferenceComponent(self, comp)
+
+
+class ReferenceComponent(LoadedComponent):
+    def __init__(self, engine: ReferenceEngine, comp: wc.Component):
+        self.engine = engine
+        self.comp = comp
+        self._imports = comp.type.imports(engine.wt_engine)
+
+    def imported_instances(self) -> list[str]:
+        return list(self._imports)
+
+    def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
+        engine = self.engine.wt_engine
+        store = wasmtime.Store(engine)
+        res = _Resources()
+        conv = _Converter(store, res)
+        inst = ReferenceInstance(store, conv)
+        wl = wc.Linker(engine)
+        missing: list[str] = []
+        plan = []
+        for name, ext in self._imports.items():
+            ty = ext.ty
+            impl = linker.resolve(name)
+            if impl is None or not isinstance(ty, wc.ComponentInstanceType):
+                missing.append(name)
+                continue
+            items = []
+            for item_name, item in ty.exports(engine).items():
+                it = item.ty
+                if isinstance(it, wc.FuncType):
+                    fn = hostmod.host_function(impl, item_name)
+                    if fn is None:
+                        missing.append(f"{name}#{item_name}")
+                    items.append(("func", item_name, fn))
+                elif isinstance(it, wc.ResourceType):
+                    if hostmod.resource_class(impl, item_name) is None:
+                        missing.append(f"{name}#{item_name}")
+                    items.append(("resource", item_name, None))
+            plan.append((name, items))
+        if missing:
+            raise UnservedImports(missing)
+        tids = itertools.count(1)
+        with wl.root() as root:
+            for name, items in plan:
+                with root.add_instance(name) as li:
+                    for kind, item_name, fn in items:
+                        if kind == "resource":
+                            tid = next(tids)
+                            rtype = wc.ResourceType.host(tid)
+                            res.types.append((rtype, tid))
+                            li.add_resource(item_name, rtype, inst._dtor)
+                    for kind, item_name, fn in items:
+                        if kind == "func":
+                            inst._add_func(li, f"{name}#{item_name}", fn)
+        try:
+            inst.instance = wl.instantiate(store, self.comp)
+        except wasmtime.WasmtimeError as e:
+            inst._reraise_pending()
+            raise GuestTrap(_trap_line(e)) from None
+        inst._exports = self.comp.type.exports(engine)
+        inst._linker = wl
+        return inst
+
+
+class ReferenceInstance(ComponentInstance):
+    def __init__(self, store: wasmtime.Store, conv: _Converter):
+        self.store = store
+        self.conv = conv
+        self.instance: wc.Instance | None = None
+        self._pending: BaseException | None = None
+        self._callbacks: list[Any] = []
+
+    # -- host functions ---------------------------------------------------------------------
+    def _add_func(self, li: wc.LinkerInstance, label: str, fn: Any) -> None:
+        conv = self.conv
+        plan: list[Any] = []
+
+        def callback(_env, _ctx, ty_raw, args, nargs, results, nresults):
+            try:
+                if not plan:
+                    fty = wc.FuncType._from_ptr(ty_raw, owner=self)
+                    plan.append(([conv.describe(t) for _, t in fty.params],
+                                 None if fty.result is None else conv.describe(fty.result)))
+                params, result = plan[0]
+                pyargs = [conv.lift(d, args[i]) for i, d in enumerate(params)]
+                try:
+                    out = fn(*pyargs)
+                except Err as e:
+                    if result is None or result[0] != "result":
+                        raise Trap(f"{label} raised an error value but returns no result") from None
+                    out = e
+                if result is not None:
+                    conv.lower(result, out, results[0])
+                return 0
+            except BaseException as e:  # anything else becomes a trap; exit and Ctrl-C are re-raised later
+                if not isinstance(e, (Trap, GuestExit, KeyboardInterrupt)):
+                    e = Trap(f"host error in {label}: {type(e).__name__}: {e}")
+                self._pending = e
+                msg = str(e) if not isinstance(e, GuestExit) else f"exit {e.status}"
+                err = wasmtime.WasmtimeError(msg)
+                return ctypes.cast(err._consume(), ctypes.c_void_p).value
+
+        cb = ffi.wasmtime_component_func_callback_t(callback)
+        self._callbacks.append(cb)
+        name = label.split("#", 1)[1].encode()
+        err = ffi.wasmtime_component_linker_instance_add_func(
+            li.ptr(), ctypes.create_string_buffer(name), len(name), cb, None, _noop_finalizer)
+        if err:
+            raise wasmtime.WasmtimeError._from_ptr(err)
+
+    def _dtor(self, _store: Any, rep: int) -> None:
+        obj = self.conv.res.objects.pop(rep, None)
+        if obj is not None:
+            hostmod.drop_object(obj)
+
+    def _reraise_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not isinstance(pending, Trap):
+            raise pending
+
+    # -- exports ------------------------------------------------------------------------------
+    def _find(self, interface: str | None, func: str) -> wc.Func:
+        assert self.instance is not None
+        parent = None
+        if interface is not None:
+            name = interface
+            if name not in self._exports:
+                base = hostmod.split_name(interface)[0]
+                name = next((n for n in self._exports if hostmod.split_name(n)[0] == base), interface)
+            parent = self.instance.get_export_index(self.store, name)
+            if parent is None:
+                raise ComponentError(f"component does not export {interface}")
+        idx = self.instance.get_export_index(self.store, func, parent)
+        f = None if idx is None else self.instance.get_func(self.store, idx)
+        if f is None:
+            raise ComponentError(f"component does not export {interface or ''}#{func}")
+        return f
+
+    def call(self, interface: str | None, func: str, *args: Any) -> Any:
+        f = self._find(interface, func)
+        fty = f.type(self.store)
+        params = [self.conv.describe(t) for _, t in fty.params]
+        result = None if fty.result is None else self.conv.describe(fty.result)
+        cargs = (ffi.wasmtime_component_val_t * max(1, len(params)))()
+        for i, (d, a) in enumerate(zip(params, args)):
+            self.conv.lower(d, a, cargs[i])
+        out = ffi.wasmtime_component_val_t()
+        err = ffi.wasmtime_component_func_call(byref(f._func), self.store._context(), cargs, len(params),
+                                               byref(out) if result else None, 1 if result else 0)
+        if err:
+            error = wasmtime.WasmtimeError._from_ptr(err)
+            self._reraise_pending()
+            raise GuestTrap(_trap_line(error))
+        value = self.conv.lift(result, out) if result else None
+        if result:
+            ffi.wasmtime_component_val_delete(byref(out))
+        f.post_return(self.store)
+        return value
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _noop_finalizer(_data):  # callbacks are kept alive by their instance, nothing to free here
+    return None
