@@ -1,0 +1,174 @@
+"""The embedding API: a host built with the same options as the command line, running components.
+
+    from wasitls import Host
+    host = Host(dirs=["data::/data"], env={"NAME": "v"}, allow_net=["localhost"])
+    status = host.run("guest.wasm", ["arg1"])
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
+
+from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, UnservedImports
+from .component.host import HostLinker, split_name
+from .component.values import Err, GuestExit
+from .policy import Policy, PolicyError
+from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
+
+DEFAULT_ENGINE = "reference"
+
+
+class HostError(Exception):
+    """Anything that stops a component from starting: one line for the person running it."""
+
+
+def make_engine(name: str) -> Engine:
+    if name == "reference":
+        from .component.reference import ReferenceEngine
+        return ReferenceEngine()
+    if name == "fast":
+        try:
+            from .component.fast import FastEngine
+        except ImportError as e:
+            raise HostError(f"the fast engine is not available: {e}") from None
+        return FastEngine()
+    raise HostError(f"unknown engine {name!r} (choose 'fast' or 'reference')")
+
+
+def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
+    if isinstance(env, Mapping):
+        return [(str(k), str(v)) for k, v in env.items()]
+    out = []
+    for item in env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise HostError(f"--env {item!r}: expected NAME=VALUE")
+        out.append((name, value))
+    return out
+
+
+class Host:
+    """A configured host. Each `run` starts a fresh guest with the same capabilities."""
+
+    def __init__(
+        self,
+        *,
+        dirs: Iterable[str] = (),
+        env: Mapping[str, str] | Iterable[str] = (),
+        allow_net: Iterable[str] = (),
+        allow_listen: Iterable[str] = (),
+        ca_file: str | os.PathLike | None = None,
+        engine: str = DEFAULT_ENGINE,
+        cache: bool = True,
+        tls_trace: bool | Callable[[str], None] = False,
+        tls_keylog: str | os.PathLike | None = None,
+        identities: Mapping[str, tuple[str, str]] | Iterable[str] = (),
+        client_ca_file: str | os.PathLike | None = None,
+        stdin: bytes | int | None = None,
+        stdout: int | BinaryIO | None = None,
+        stderr: int | BinaryIO | None = None,
+        progress: Callable[[str], None] | None = None,
+    ):
+        try:
+            self.policy = Policy.build(allow_net=list(allow_net), allow_listen=list(allow_listen), dirs=list(dirs))
+        except PolicyError as e:
+            raise HostError(str(e)) from None
+        self.env = _parse_env(env)
+        self.engine = make_engine(engine)
+        self.cache = CompileCache.default() if cache else CompileCache(None)
+        self.tls_options = {
+            "ca_file": None if ca_file is None else str(ca_file),
+            "trace": tls_trace,
+            "keylog": None if tls_keylog is None else str(tls_keylog),
+            "identities": identities,
+            "client_ca_file": None if client_ca_file is None else str(client_ca_file),
+        }
+        self._tls_config: Any = None
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.progress = progress
+
+    def _tls(self) -> Any:
+        """TLS configuration (trust store, identities) is built once per host and shared by its runs."""
+        if self._tls_config is None:
+            try:
+                from .tls.config import build_tls_config
+            except ImportError:
+                return None
+            self._tls_config = build_tls_config(**self.tls_options)
+        return self._tls_config
+
+    def _ctx(self, argv: list[str]) -> WasiCtx:
+        ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy)
+        if self.stdin is None:
+            ctx.stdin = FdSource(0)
+            ctx.stdin_tty = os.isatty(0)
+        elif isinstance(self.stdin, int):
+            ctx.stdin = FdSource(self.stdin)
+        else:
+            ctx.stdin = BytesSource(self.stdin)
+        ctx.stdout = WriterSink(1 if self.stdout is None else self.stdout)
+        ctx.stderr = WriterSink(2 if self.stderr is None else self.stderr)
+        ctx.stdout_tty = self.stdout is None and os.isatty(1)
+        ctx.stderr_tty = self.stderr is None and os.isatty(2)
+        return ctx
+
+    def linker(self, ctx: WasiCtx) -> HostLinker:
+        from .wasi import interfaces
+
+        linker = HostLinker()
+        for cls in interfaces():
+            linker.register(cls(ctx))
+        tls = self._tls()
+        if tls is not None:
+            from .tls import interfaces as tls_interfaces
+            for cls in tls_interfaces():
+                linker.register(cls(ctx, tls))
+        return linker
+
+    def load(self, component: str | os.PathLike | bytes) -> Any:
+        if isinstance(component, (bytes, bytearray)):
+            wasm = bytes(component)
+        else:
+            path = Path(component)
+            try:
+                wasm = path.read_bytes()
+            except FileNotFoundError:
+                raise HostError(f"no such file: {component}") from None
+            except IsADirectoryError:
+                raise HostError(f"{component} is a directory, not a component") from None
+            except OSError as e:
+                raise HostError(f"cannot read {component}: {e.strerror}") from None
+        try:
+            return self.engine.load(wasm, cache=self.cache, progress=self.progress)
+        except ComponentError as e:
+            raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
+
+    def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
+        """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
+        loaded = self.load(component)
+        if argv0 is None:
+            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else str(component)
+        ctx = self._ctx([argv0, *args])
+        try:
+            try:
+                instance = loaded.instantiate(self.linker(ctx))
+            except UnservedImports as e:
+                raise HostError(str(e)) from None
+            run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None) \
+                if hasattr(loaded, "exported_interfaces") else None
+            result = instance.call(run_iface or "wasi:cli/run@0.2.9", "run")
+            return 1 if isinstance(result, Err) else 0
+        except GuestExit as e:
+            return e.status
+        finally:
+            for closer in ctx.extras.get("closers", []):
+                try:
+                    closer()
+                except Exception:
+                    pass
+
+
+__all__ = ["Host", "HostError", "GuestTrap"]
