@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return TRAP_STATUS
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug of ours: still one line, the traceback only on request
+        if os.environ.get("WASITLS_DEBUG"):
+            raise
+        print(f"wasitls: internal error: {type(e).__name__}: {e} (set WASITLS_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

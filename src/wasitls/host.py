@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
-from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, UnservedImports
+from .component.engine import CompileCache, ComponentError, Engine, GuestTrap
 from .component.host import HostLinker, split_name
 from .component.values import Err, GuestExit
 from .policy import Policy, PolicyError
@@ -155,7 +155,7 @@ class Host:
         try:
             try:
                 instance = loaded.instantiate(self.linker(ctx))
-            except UnservedImports as e:
+            except ComponentError as e:  # unserved imports, a link failure
                 raise HostError(str(e)) from None
             run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None) \
                 if hasattr(loaded, "exported_interfaces") else None

@@ -336,9 +336,8 @@ class ReferenceComponent(LoadedComponent):
                     if fn is None:
                         missing.append(f"{name}#{item_name}")
                     items.append(("func", item_name, fn))
-                elif isinstance(it, wc.ResourceType):
-                    if hostmod.resource_class(impl, item_name) is None:
-                        missing.append(f"{name}#{item_name}")
+                elif isinstance(it, wc.ResourceType) and hostmod.resource_class(impl, item_name) is not None:
+                    # resources the interface only `use`s from another are not ours to define here
                     items.append(("resource", item_name, None))
             plan.append((name, items))
         if missing:
@@ -360,7 +359,10 @@ class ReferenceComponent(LoadedComponent):
             inst.instance = wl.instantiate(store, self.comp)
         except wasmtime.WasmtimeError as e:
             inst._reraise_pending()
-            raise GuestTrap(_trap_line(e)) from None
+            text = str(e)
+            if "wasm trap" in text or "wasm backtrace" in text:
+                raise GuestTrap(_trap_line(e)) from None
+            raise ComponentError("cannot link component: " + " ".join(text.split())) from None
         inst._exports = self.comp.type.exports(engine)
         inst._linker = wl
         return inst
