@@ -1,0 +1,141 @@
+"""The command line's contract: exit statuses, one-line errors, semver linking, on every engine.
+
+These use tiny components written in the component text format, so they run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from engines import ENGINES
+
+EXIT_WITH_CODE = """
+(component
+  (import "wasi:cli/exit@{version}" (instance $exit (export "exit-with-code" (func (param "status-code" u8)))))
+  (core func $exit_lowered (canon lower (func $exit "exit-with-code")))
+  (core module $m
+    (import "host" "exit" (func $exit (param i32)))
+    (func (export "run") (result i32) (call $exit (i32.const {code})) unreachable))
+  (core instance $host (export "exit" (func $exit_lowered)))
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $r (export "run" (func $run)))
+  (export "wasi:cli/run@{version}" (instance $r)))
+"""
+
+RUN_RETURNS = """
+(component
+  (core module $m (func (export "run") (result i32) i32.const {tag}))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $r (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.9" (instance $r)))
+"""
+
+TRAP = """
+(component
+  (core module $m (func (export "run") (result i32) unreachable))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $r (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.9" (instance $r)))
+"""
+
+UNSERVED = """
+(component
+  (import "example:db/query@1.0.0" (instance $db (export "ping" (func))))
+  (import "wasi:cli/environment@0.2.9" (instance $env (export "no-such-function" (func))))
+  (core module $m (func (export "run") (result i32) i32.const 0))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $r (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.9" (instance $r)))
+"""
+
+
+def component(tmp_path: Path, name: str, wat: str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(wasmtime.wat2wasm(wat))
+    return path
+
+
+def wasitls(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wasitls", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("version", ["0.2.0", "0.2.3", "0.2.9"])
+def test_exit_code_and_semver_linking(tmp_path, engine, version):
+    wasm = component(tmp_path, "exit.wasm", EXIT_WITH_CODE.format(version=version, code=42))
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 42, proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_run_result_sets_status(tmp_path, engine):
+    ok = component(tmp_path, "ok.wasm", RUN_RETURNS.format(tag=0))
+    err = component(tmp_path, "err.wasm", RUN_RETURNS.format(tag=1))
+    assert wasitls("run", "--engine", engine, str(ok)).returncode == 0
+    assert wasitls("run", "--engine", engine, str(err)).returncode == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_trap_is_one_line_and_nonzero(tmp_path, engine):
+    wasm = component(tmp_path, "trap.wasm", TRAP)
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 134
+    assert_one_line_error(proc, "unreachable")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unserved_imports_are_all_listed(tmp_path, engine):
+    wasm = component(tmp_path, "unserved.wasm", UNSERVED)
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "example:db/query@1.0.0", "wasi:cli/environment@0.2.9#no-such-function")
+
+
+def test_missing_file(tmp_path):
+    proc = wasitls("run", str(tmp_path / "nope.wasm"))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "no such file", "nope.wasm")
+
+
+def test_not_a_component(tmp_path):
+    core = tmp_path / "core.wasm"
+    core.write_bytes(wasmtime.wat2wasm("(module)"))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    truncated = tmp_path / "cut.wasm"
+    truncated.write_bytes(wasmtime.wat2wasm(TRAP)[:40])
+    for path, needle in [(core, "core WebAssembly module"), (text, "not a WebAssembly file"), (truncated, "invalid")]:
+        proc = wasitls("run", str(path))
+        assert proc.returncode == 2
+        assert_one_line_error(proc, needle)
+
+
+def test_bad_options_are_one_line(tmp_path):
+    wasm = component(tmp_path, "ok.wasm", RUN_RETURNS.format(tag=0))
+    proc = wasitls("run", "--dir", str(tmp_path / "missing"), str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "not a directory")
+    proc = wasitls("run", "--env", "NOEQUALS", str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "NAME=VALUE")
+    proc = wasitls("run", "--allow-listen", "127.0.0.1:notaport", str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "port")
