@@ -91,17 +91,17 @@ class Host:
         self.progress = progress
 
     def _tls(self) -> Any:
-        """TLS configuration (trust store, identities) is built once per host and shared by its runs."""
+        """TLS settings (trust store, identities) are built once per host and shared by its runs."""
         if self._tls_config is None:
+            from .tls.config import TlsConfigError, build_tls_config
             try:
-                from .tls.config import build_tls_config
-            except ImportError:
-                return None
-            self._tls_config = build_tls_config(**self.tls_options)
+                self._tls_config = build_tls_config(**self.tls_options)
+            except TlsConfigError as e:
+                raise HostError(str(e)) from None
         return self._tls_config
 
     def _ctx(self, argv: list[str]) -> WasiCtx:
-        ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy)
+        ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy, tls=self._tls())
         if self.stdin is None:
             ctx.stdin = FdSource(0)
             ctx.stdin_tty = os.isatty(0)
@@ -121,11 +121,6 @@ class Host:
         linker = HostLinker()
         for cls in interfaces():
             linker.register(cls(ctx))
-        tls = self._tls()
-        if tls is not None:
-            from .tls import interfaces as tls_interfaces
-            for cls in tls_interfaces():
-                linker.register(cls(ctx, tls))
         return linker
 
     def load(self, component: str | os.PathLike | bytes) -> Any:

@@ -126,4 +126,5 @@ class WasiCtx:
     stdout_tty: bool = False
     stderr_tty: bool = False
     cwd: str | None = None  # wasi:cli/environment.initial-cwd
+    tls: Any = None  # tls.config.TlsSettings, shared by the host's runs
     extras: dict[str, Any] = field(default_factory=dict)  # per-guest state other packages keep (TLS config, ...)

@@ -1,0 +1,83 @@
+"""wasi:tls/types@0.2.0-draft: the plain TLS client `wasmtime run -S tls` serves, done by OpenSSL.
+
+The guest hands over its TCP streams; the host runs the handshake (chain and host name verified,
+TLS 1.2 minimum, SNI for names) and returns plaintext wasi:io streams.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...component.host import HostInterface
+from ...component.values import Err, Ok
+from ...tls.connection import TlsConnection
+from ..ctx import WasiCtx
+from ..io.error import IoError
+from ..io.poll import Pollable
+from ..io.streams import InputStream, OutputStream
+
+
+class ClientHandshake:
+    """The `client-handshake` resource: a server name and the raw streams, until `finish`."""
+
+    def __init__(self, ctx: WasiCtx, server_name: str, input: InputStream, output: OutputStream):
+        self.ctx = ctx
+        self.server_name = server_name
+        self.input = input
+        self.output = output
+
+
+class ClientConnection:
+    """The `client-connection` resource."""
+
+    def __init__(self, conn: TlsConnection):
+        self.conn = conn
+
+    def close_output(self) -> None:
+        self.conn.close_output()
+
+    def drop(self) -> None:
+        self.conn.release()
+
+
+class FutureClientStreams:
+    """The `future-client-streams` resource: the handshake in progress."""
+
+    def __init__(self, conn: TlsConnection):
+        self.conn = conn
+        self.taken = False
+
+    def subscribe(self) -> Pollable:
+        return Pollable(self.conn.handshake_readiness())
+
+    def get(self) -> Any:
+        if self.taken:
+            return Err(None)
+        if not self.conn.handshake_readiness().poll_ready():
+            return None
+        self.taken = True
+        if self.conn.failure is not None:
+            return Ok(Err(IoError(self.conn.failure)))
+        return Ok(Ok((ClientConnection(self.conn),
+                      InputStream(self.conn.plaintext_source()),
+                      OutputStream(self.conn.plaintext_sink()))))
+
+
+class Types(HostInterface):
+    wit = "wasi:tls/types@0.2.0-draft"
+    resources = {
+        "client-handshake": ClientHandshake,
+        "client-connection": ClientConnection,
+        "future-client-streams": FutureClientStreams,
+    }
+
+    def __init__(self, ctx: WasiCtx):
+        self.ctx = ctx
+
+    def new_client_handshake(self, server_name: str, input: InputStream, output: OutputStream) -> ClientHandshake:
+        return ClientHandshake(self.ctx, server_name, input, output)
+
+    def client_handshake_finish(self, this: ClientHandshake) -> FutureClientStreams:
+        conn = TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output)
+        conn.start()
+        return FutureClientStreams(conn)
