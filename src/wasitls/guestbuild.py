@@ -1,0 +1,168 @@
+"""Build componentize-py guests against the vendored WIT, cached by content.
+
+A guest is a directory holding a Python app module (``app.py`` by default) and its own
+``wit/`` (one package whose worlds name the standard packages by version).  The builder
+assembles ``wit/deps/`` from the WIT vendored in :mod:`wasitls` and runs::
+
+    componentize-py -d WIT -w WORLD --features tls componentize app -o out.wasm
+
+The result lands in ``$WASITLS_GUEST_CACHE`` (default ``$XDG_CACHE_HOME/wasitls/guests``,
+or ``~/.cache/wasitls/guests``) under a name keyed by a hash of everything that shapes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["GuestBuildError", "build_guest", "guest_cache_dir", "assemble_wit", "VENDORED_WIT"]
+
+VENDORED_WIT = Path(__file__).resolve().parent / "wit"
+WASI_VERSION = "0.2.9"
+WASI_PACKAGES = VENDORED_WIT / f"wasi-{WASI_VERSION}"
+WASI_TLS_PACKAGE = VENDORED_WIT / "wasi-tls-0.2.0-draft"
+
+# Bump when the assembled layout or the command line changes, so old cache entries are not reused.
+_BUILDER_FORMAT = "1"
+_SKIP_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+_USE_VERSION = re.compile(r"^(\s*use\s+wasi:[\w-]+/[\w-]+)@0\.2\.\d+", re.MULTILINE)
+
+
+class GuestBuildError(RuntimeError):
+    """componentize-py failed; the message carries its output."""
+
+
+def guest_cache_dir() -> Path:
+    """Where built guests are kept: ``$WASITLS_GUEST_CACHE``, else the user's cache dir."""
+    override = os.environ.get("WASITLS_GUEST_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "wasitls" / "guests"
+
+
+def assemble_wit(guest_wit: Path, dest: Path, extra_packages: Sequence[Path] = ()) -> Path:
+    """Lay out ``dest`` as a WIT dir: the guest's own package, with every vendored package in deps/.
+
+    componentize-py 0.25.1 (wit-parser) takes a directory with the root package's ``*.wit``
+    files and one sub-directory per dependency package under ``deps/``.
+    """
+    shutil.copytree(guest_wit, dest, ignore=shutil.ignore_patterns(*_SKIP_NAMES))
+    deps = dest / "deps"
+    deps.mkdir(exist_ok=True)
+    for package in sorted(WASI_PACKAGES.iterdir()):
+        if package.is_dir() and not (deps / package.name).exists():
+            shutil.copytree(package, deps / package.name)
+    tls = deps / "tls"
+    if not tls.exists():
+        tls.mkdir()
+        for wit in sorted(WASI_TLS_PACKAGE.glob("*.wit")):
+            # The draft names wasi:io@0.2.6; one resolve must hold one wasi:io, so point it at ours.
+            text = _USE_VERSION.sub(rf"\1@{WASI_VERSION}", wit.read_text())
+            (tls / wit.name).write_text(text)
+    for package in extra_packages:
+        target = deps / Path(package).name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns(*_SKIP_NAMES))
+    return dest
+
+
+def _walk_files(root: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        for name in sorted(filenames):
+            if not name.endswith((".pyc", ".wasm")):
+                yield Path(dirpath) / name
+
+
+def _hash_tree(h: "hashlib._Hash", label: str, root: Path) -> None:
+    for path in _walk_files(root):
+        rel = path.relative_to(root).as_posix()
+        data = path.read_bytes()
+        h.update(f"{label}:{rel}:{len(data)}\n".encode())
+        h.update(data)
+
+
+def _componentize_py_version() -> str:
+    return importlib.metadata.version("componentize-py")
+
+
+def _componentize_command() -> list[str]:
+    # The package has no __main__; call its console-script entry point with this interpreter.
+    return [sys.executable, "-c", "import sys, componentize_py; sys.exit(componentize_py.script())"]
+
+
+def build_guest(
+    source_dir: Path,
+    world: str,
+    wit_dirs: Sequence[Path] = (),
+    *,
+    features: Sequence[str] = ("tls",),
+    app: str = "app",
+    progress: Callable[[str], None] | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Build (or fetch from the cache) the component for the guest in ``source_dir``.
+
+    ``source_dir`` holds the app module and ``wit/``; ``wit_dirs`` are extra WIT package
+    directories placed under ``deps/`` beside the vendored ones.  Returns the ``.wasm`` path.
+    """
+    source_dir = Path(source_dir).resolve()
+    guest_wit = source_dir / "wit"
+    if not guest_wit.is_dir():
+        raise GuestBuildError(f"{source_dir} has no wit/ directory")
+    # The world says what a guest is better than its directory (the demo's is just "guest").
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", re.split(r"[:/]", world)[-1].split("@")[0])
+    cache = Path(cache_dir) if cache_dir is not None else guest_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=f"wasitls-guest-{name}-") as tmp:
+        tmp_path = Path(tmp)
+        wit = assemble_wit(guest_wit, tmp_path / "wit", wit_dirs)
+        app_dir = tmp_path / "app"
+        # Build from a copy so componentize-py's __pycache__ never lands in the source tree.
+        shutil.copytree(source_dir, app_dir, ignore=shutil.ignore_patterns("wit", *_SKIP_NAMES))
+
+        h = hashlib.sha256()
+        h.update(f"wasitls-guest:{_BUILDER_FORMAT}\ncomponentize-py:{_componentize_py_version()}\n".encode())
+        h.update(f"world:{world}\napp:{app}\nfeatures:{','.join(sorted(features))}\n".encode())
+        _hash_tree(h, "src", app_dir)
+        _hash_tree(h, "wit", wit)
+        out = cache / f"{name}-{h.hexdigest()[:24]}.wasm"
+        if out.exists():
+            return out
+
+        # One builder per key at a time; a waiter then finds the finished file.
+        with open(cache / f".{out.stem}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if out.exists():
+                return out
+            if progress is not None:
+                progress(f"building guest {name!r} with componentize-py (first run only, ~15 s)…")
+            started = time.monotonic()
+            partial = cache / f".{out.stem}.{os.getpid()}.partial"
+            cmd = _componentize_command() + ["-q", "-d", str(wit), "-w", world]
+            if features:
+                cmd += ["--features", ",".join(features)]
+            cmd += ["componentize", "-p", str(app_dir), app, "-o", str(partial)]
+            proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+            if proc.returncode != 0 or not partial.exists():
+                partial.unlink(missing_ok=True)
+                # componentize-py appends a Rust backtrace that says nothing about the guest.
+                output = (proc.stdout + proc.stderr).split("Stack backtrace:")[0].strip()
+                raise GuestBuildError(f"componentize-py failed for guest {name!r} (exit {proc.returncode}):\n{output}")
+            os.replace(partial, out)
+            if progress is not None:
+                progress(f"built guest {name!r} in {time.monotonic() - started:.1f} s: {out}")
+    return out
