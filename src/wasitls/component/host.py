@@ -31,7 +31,7 @@ class HostInterface:
     wit: ClassVar[str] = ""
     # other names this implementation serves, e.g. "wasi:tls/types@0.2.0-draft" under 0.2.9 streams
     aliases: ClassVar[tuple[str, ...]] = ()
-    # WIT resource name -> the Python class of its objects
+    # the resources this interface defines (not those it `use`s): WIT name -> class of its objects
     resources: ClassVar[dict[str, type]] = {}
 
 

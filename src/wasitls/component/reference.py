@@ -139,11 +139,14 @@ class _Converter:
             fl = c.of.flags
             return {ffi.to_str(fl.data[i]) for i in range(fl.size)}
         if k in ("own", "borrow"):
-            any_ = wc.ResourceAny._from_ptr(ffi.take_pointer(c.of, "resource"))
+            # the handle stays owned by wasmtime's argument array: taking it would end the borrow early
+            any_ = wc.ResourceAny._from_ptr(c.of.resource)
             try:
                 rep = any_.to_host(self.store).rep
             except wasmtime.WasmtimeError:
                 raise Trap("guest resources cannot be passed to host functions on the reference engine")
+            finally:
+                any_._consume()  # not ours to free
             if k == "own":
                 return self.res.objects.pop(rep)
             return self.res.objects[rep]

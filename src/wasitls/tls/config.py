@@ -37,17 +37,19 @@ def _stderr_trace(line: str) -> None:
 class TlsSettings:
     def __init__(self, *, trust: TrustStore, trace: Callable[[str], None] | None, keylog: KeyLog | None,
                  identities: dict[str, Any], client_trust: TrustStore | None):
+        from .engine import TLSConfig
+
         self.trust = trust
         self.trace = trace
         self.keylog = keylog
         self.identities = identities
         self.client_trust = client_trust
+        self.client_config = TLSConfig(trust, keylog=keylog)  # one OpenSSL context for every client
 
     def client_engine(self, server_name: str, **options: Any) -> Any:
-        from .engine import ClientEngine, TLSConfig
+        from .engine import ClientEngine
 
-        config = TLSConfig(trust=self.trust, keylog=self.keylog)
-        return ClientEngine(config, server_name, **options)
+        return ClientEngine(self.client_config, server_name, **options)
 
 
 def _parse_identities(identities: Mapping[str, tuple[str, str]] | Iterable[str]) -> dict[str, Any]:

@@ -1,7 +1,6 @@
-"""A TLS connection as the WASI interfaces see it: engine + pump + plaintext stream backends + trace.
+"""A TLS connection as WASI interfaces see it: engine + pump + plaintext stream backends + trace.
 
-Shared by wasi:tls/types and the full draft API, so both get the same pump, backpressure, errors
-and trace lines.
+Shared by every TLS interface we serve, so all get the same pump, backpressure, errors and trace.
 """
 
 from __future__ import annotations
@@ -9,9 +8,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..wasi.io.poll import Wait
+from ..wasi.io.poll import Wait, wait_any
 from ..wasi.io.streams import StreamClosed, StreamFailed
-from .pump import LIMIT, TlsPump
+from . import engine as tls_engine
+from .pump import TlsPump
+
+WRITE_LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
+READ_AHEAD = 1 << 16
+CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
 
 
 class TlsConnection:
@@ -19,36 +23,58 @@ class TlsConnection:
         self.settings = settings  # tls.config.TlsSettings
         self.engine = engine
         self.server_name = server_name
-        self.pump = TlsPump(engine, raw_in, raw_out, on_end=self._trace)
+        self.pump = TlsPump(engine, raw_in, raw_out, self._absorb_events)
+        self.started = time.monotonic()
+        self.handshake_seconds: float | None = None
+        self.peer_closed: str | None = None  # None, or why the peer's side ended
+        self.peer_closed_clean = False
+        self.error: str | None = None
         self.output_closed = False
+        self.ended: str | None = None
 
     @classmethod
     def client(cls, settings: Any, server_name: str, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
-        engine = settings.client_engine(server_name, **options)
-        return cls(settings, engine, raw_in, raw_out, server_name=server_name)
+        return cls(settings, settings.client_engine(server_name, **options), raw_in, raw_out, server_name=server_name)
 
-    # -- handshake ---------------------------------------------------------------------------
-    def start(self) -> None:
-        self.pump.pump(until=self._handshake_settled)
+    # -- the engine's events ----------------------------------------------------------------
+    def _absorb_events(self) -> None:
+        while True:
+            event = self.engine.next_event()
+            if event is None or isinstance(event, tls_engine.NeedData):
+                return
+            if isinstance(event, tls_engine.HandshakeComplete):
+                self.handshake_seconds = time.monotonic() - self.started
+            elif isinstance(event, tls_engine.Failed):
+                self._fail(event.reason)
+                return
+            elif isinstance(event, tls_engine.PeerClosed):
+                if self.peer_closed is None:
+                    self.peer_closed, self.peer_closed_clean = event.reason, event.clean
+                return
 
-    def _handshake_settled(self) -> bool:
-        self._absorb_engine_state()
-        return self.engine.handshake_done or self.failure is not None
-
-    def _absorb_engine_state(self) -> None:
-        if self.pump.failure is None and self.engine.failure is not None:
-            self.pump.fail(self.engine.failure)
-        if self.engine.handshake_done and self.pump.handshake_seconds is None:
-            self.pump.handshake_seconds = time.monotonic() - self.pump.started
+    def _fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = reason
+            self._end(f"failed: {reason}")
 
     @property
     def failure(self) -> str | None:
-        return self.pump.failure
+        if self.error is None and self.pump.send_error is not None:
+            self._fail(self.pump.send_error)
+        return self.error
+
+    # -- handshake ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._absorb_events()  # writes the ClientHello
+        self.pump.pump(until=self.handshake_settled)
+
+    def handshake_settled(self) -> bool:
+        return self.engine.handshake_complete or self.failure is not None
 
     def handshake_readiness(self) -> "_Readiness":
-        return _Readiness(self, self._handshake_settled)
+        return _Readiness(self)
 
-    # -- application data --------------------------------------------------------------------
+    # -- application data ------------------------------------------------------------------------
     def plaintext_source(self) -> "PlainSource":
         return PlainSource(self)
 
@@ -61,45 +87,57 @@ class TlsConnection:
             return
         self.output_closed = True
         self.engine.close()
-        deadline = time.monotonic() + 5.0
-        from ..wasi.io.poll import wait_any
-        while self.pump.outgoing or self.engine.pending_output():
-            self.pump.pump()
-            if not (self.pump.outgoing or self.engine.pending_output()) or self.pump.failure:
-                break
-            if time.monotonic() > deadline:
-                break
-            wait_any([_Deadline(deadline, self.pump.raw_out.sink)])
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        self.pump.send()
+        while self.pump.outgoing and self.failure is None and time.monotonic() < deadline:
+            wait_any([_SinkOrDeadline(self.pump.raw_out.sink, deadline)])
+            self.pump.send()
         close = getattr(self.pump.raw_out.sink, "close", None)
         if close is not None:
             close()
-        if self.engine.peer_closed:
-            self.pump.end("closed (close_notify both ways)")
 
     def release(self) -> None:
-        if self.pump.ended is None:
-            self.pump.end("dropped by the guest")
-        self.engine.free()
+        if self.peer_closed_clean and self.output_closed:
+            self._end("closed (close_notify both ways)")
+        elif self.output_closed:
+            self._end("closed by us (close_notify sent)")
+        elif self.peer_closed is not None:
+            self._end(f"closed by the peer ({self.peer_closed})")
+        else:
+            self._end("dropped by the guest")
+        self.engine.release()
 
-    # -- trace ---------------------------------------------------------------------------------
-    def _trace(self, pump: TlsPump) -> None:
+    # -- trace -------------------------------------------------------------------------------------
+    def _end(self, how: str) -> None:
+        if self.ended is not None:
+            return
+        self.ended = how
         trace = self.settings.trace
         if trace is None:
             return
         e = self.engine
-        facts = e.facts() if e.handshake_done else {}
-        hs = "" if pump.handshake_seconds is None else f" handshake={pump.handshake_seconds * 1000:.1f}ms"
-        trace(
-            f"tls: {self.server_name or '-'} {facts.get('version', '-')} {facts.get('cipher', '-')}"
-            f" subject={facts.get('peer_subject', '-')!r} issuer={facts.get('peer_issuer', '-')!r}"
-            f" sent={pump.bytes_out} received={pump.bytes_in}{hs} ended={pump.ended}"
-        )
+        subject = issuer = "-"
+        if e.handshake_complete and e.peer_identity is not None:
+            subject, issuer = _names(e.peer_identity.export_x509_chain()[0])
+        hs = "-" if self.handshake_seconds is None else f"{self.handshake_seconds * 1000:.1f}ms"
+        trace(f"tls: server={self.server_name or '-'} version={e.protocol_name or '-'}"
+              f" cipher={e.cipher_suite_name or '-'} subject={subject!r} issuer={issuer!r}"
+              f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={how}")
 
 
-class _Deadline:
-    def __init__(self, deadline: float, sink: Any):
-        self.deadline_ns = int(deadline * 1e9)
+def _names(der: bytes) -> tuple[str, str]:
+    try:
+        from cryptography import x509
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    except Exception:  # a trace line must never break a connection
+        return "?", "?"
+
+
+class _SinkOrDeadline:
+    def __init__(self, sink: Any, deadline: float):
         self.sink = sink
+        self.deadline_ns = int(deadline * 1e9)
 
     def poll_ready(self) -> bool:
         return self.sink.poll_ready() or time.monotonic_ns() >= self.deadline_ns
@@ -109,54 +147,57 @@ class _Deadline:
 
 
 class _Readiness:
-    def __init__(self, conn: TlsConnection, settled: Any):
+    """Ready once the handshake has finished or failed."""
+
+    def __init__(self, conn: TlsConnection):
         self.conn = conn
-        self.settled = settled
 
     def poll_ready(self) -> bool:
-        self.conn.pump.pump(until=self.settled)
-        return self.settled()
+        self.conn.pump.pump(until=self.conn.handshake_settled)
+        return self.conn.handshake_settled()
 
     def wait_on(self) -> Wait:
         return self.conn.pump.wait(for_input=True)
 
 
 class PlainSource:
-    """Decrypted bytes for the guest's input-stream."""
+    """Decrypted bytes for the guest's input-stream; ends in `closed` only after close_notify."""
 
     def __init__(self, conn: TlsConnection):
         self.conn = conn
+        self.ahead = b""  # plaintext decrypted by a readiness check, not yet read
 
-    def _settled(self) -> bool:
-        e = self.conn.engine
-        self.conn._absorb_engine_state()
-        return e.plaintext_pending() > 0 or e.peer_closed is not None or self.conn.failure is not None
+    def _fill(self) -> bool:
+        """Decrypts what has arrived; True when there is plaintext or an end to report."""
+        conn = self.conn
+        if not self.ahead:
+            self.ahead = conn.engine.read_plaintext(READ_AHEAD)
+            conn._absorb_events()
+        return bool(self.ahead) or conn.peer_closed is not None or conn.failure is not None
 
     def read(self, n: int) -> bytes:
         conn = self.conn
-        e = conn.engine
-        data = e.read_plaintext(n)
-        if data:
-            conn.pump.pump()  # reading may have produced records to send (key update, tickets)
+        conn.pump.pump(until=self._fill)
+        if self.ahead:
+            data, self.ahead = self.ahead[:n], self.ahead[n:]
+            conn.pump.send()  # reading may have produced records to send (key updates)
             return data
-        conn.pump.pump(until=self._settled)
-        data = e.read_plaintext(n)
-        if data:
-            return data
+        if conn.failure is not None and not conn.engine.handshake_complete:
+            raise StreamFailed(conn.failure)
+        if conn.peer_closed is not None:
+            if conn.peer_closed_clean:
+                raise StreamClosed
+            reason = "the peer closed the connection without close_notify (truncated)" \
+                if "reset" not in conn.peer_closed else conn.peer_closed
+            conn._fail(reason)
+            raise StreamFailed(reason)
         if conn.failure is not None:
             raise StreamFailed(conn.failure)
-        if e.peer_closed == "clean":
-            conn.pump.end("closed by the peer (close_notify)") if conn.output_closed else None
-            raise StreamClosed
-        if e.peer_closed is not None or conn.pump.raw_eof:
-            reason = "the peer closed the connection without close_notify (truncated)"
-            conn.pump.fail(reason)
-            raise StreamFailed(reason)
         return b""
 
     def poll_ready(self) -> bool:
-        self.conn.pump.pump(until=self._settled)
-        return self._settled()
+        self.conn.pump.pump(until=self._fill)
+        return self._fill()
 
     def wait_on(self) -> Wait:
         return self.conn.pump.wait(for_input=True)
@@ -165,16 +206,13 @@ class PlainSource:
 class PlainSink:
     """Plaintext from the guest's output-stream, encrypted and queued for the raw output."""
 
-    capacity = LIMIT
-
     def __init__(self, conn: TlsConnection):
         self.conn = conn
         self.flushing = False
 
     def check_write(self) -> int:
         conn = self.conn
-        conn.pump.pump()
-        conn._absorb_engine_state()
+        conn.pump.send()
         if conn.failure is not None:
             raise StreamFailed(conn.failure)
         if conn.output_closed:
@@ -184,15 +222,20 @@ class PlainSink:
             if queued:
                 return 0
             self.flushing = False
-        return max(0, self.capacity - queued)
+        return max(0, WRITE_LIMIT - queued)
 
     def write(self, data: bytes) -> None:
-        self.conn.engine.send_plaintext(data)
-        self.conn.pump.pump()
+        view = memoryview(data)
+        while view:
+            taken = self.conn.engine.send_plaintext(view)
+            if not taken:
+                raise StreamFailed(self.conn.engine.failure or "the TLS connection refused the data")
+            view = view[taken:]
+        self.conn.pump.send()
 
     def flush(self) -> None:
         self.flushing = True
-        self.conn.pump.pump()
+        self.conn.pump.send()
 
     def poll_ready(self) -> bool:
         try:

@@ -1,46 +1,36 @@
 """The pump: moves bytes between a sans-I/O TLS engine and the guest's raw wasi:io streams.
 
-It never blocks: each call moves what can move now; readiness says what to wait on next. The
-plaintext streams handed to the guest are ordinary wasi:io streams over `PlainSource`/`PlainSink`.
-Backpressure: raw input is read only while the guest wants plaintext, and plaintext writes are
-refused (check-write 0) while more than `LIMIT` bytes of ciphertext wait for the raw output.
+It never blocks: each call moves what can move now, and `wait` says what to wait on next.
+Backpressure: raw input is read only while someone wants what it brings (see `pump(until=...)`),
+and the connection holds plaintext writes back while ciphertext waits for the raw output.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
-from ..wasi.io.error import IoError
 from ..wasi.io.poll import Wait
 from ..wasi.io.streams import StreamClosed, StreamFailed
 
-LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
 READ_CHUNK = 1 << 16
 
 
 class TlsPump:
-    def __init__(self, engine: Any, raw_in: Any, raw_out: Any, *, on_end: Callable[["TlsPump"], None] | None = None):
+    def __init__(self, engine: Any, raw_in: Any, raw_out: Any, on_input: Callable[[], None]):
         self.engine = engine
-        self.raw_in = raw_in  # the guest's input-stream resource; we read its backend directly
+        self.raw_in = raw_in  # the guest's input-stream resource; its backend is read directly
         self.raw_out = raw_out
-        self.outgoing = bytearray()
+        self.on_input = on_input  # lets the connection absorb the engine's events after each input
+        self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
         self.raw_eof = False
-        self.failure: str | None = None  # why the connection failed, for the guest and the trace
-        self.bytes_in = 0  # raw bytes from the peer
-        self.bytes_out = 0  # raw bytes to the peer
-        self.started = time.monotonic()
-        self.handshake_seconds: float | None = None
-        self.ended: str | None = None
-        self.on_end = on_end
+        self.send_error: str | None = None
 
-    # -- moving bytes ------------------------------------------------------------------------
-    def _send_raw(self) -> None:
+    def send(self) -> None:
         data = self.engine.data_to_send()
         if data:
             self.outgoing += data
         sink = self.raw_out.sink
-        while self.outgoing and self.failure is None:
+        while self.outgoing and self.send_error is None:
             try:
                 permit = sink.check_write()
                 if not permit:
@@ -48,41 +38,41 @@ class TlsPump:
                 n = min(permit, len(self.outgoing))
                 sink.write(bytes(self.outgoing[:n]))
                 del self.outgoing[:n]
-                self.bytes_out += n
                 if not self.outgoing:
                     sink.flush()
             except StreamClosed:
-                self.fail("the connection was closed while sending")
+                self.send_error = "the connection was closed while sending"
             except StreamFailed as e:
-                self.fail(f"sending failed: {e.error.message}")
+                self.send_error = f"sending failed: {e.error.message}"
+        if self.send_error is not None:
+            self.outgoing.clear()
 
-    def _receive_raw(self) -> bool:
-        """Feeds what the raw input has now into the engine; True if anything (data or EOF) arrived."""
-        if self.raw_eof or self.failure is not None:
+    def receive(self) -> bool:
+        """Feeds what the raw input has now into the engine; True if anything (data or an end) came."""
+        if self.raw_eof:
             return False
         try:
             data = self.raw_in.source.read(READ_CHUNK)
         except StreamClosed:
             self.raw_eof = True
             self.engine.receive_data(b"")
-            return True
-        except StreamFailed as e:
+        except StreamFailed:
             self.raw_eof = True
-            self.fail(_reset_reason(e.error))
-            return True
-        if not data:
-            return False
-        self.bytes_in += len(data)
-        self.engine.receive_data(data)
+            self.engine.connection_reset()
+        else:
+            if not data:
+                return False
+            self.engine.receive_data(data)
+        self.on_input()
         return True
 
     def pump(self, until: Callable[[], bool] | None = None) -> None:
         """One non-blocking round: send what is queued; with `until`, read raw input until it holds."""
-        self._send_raw()
+        self.send()
         if until is not None:
-            while not until() and self._receive_raw():
-                self._send_raw()  # a record may need an answer (handshake messages, key updates)
-        self._send_raw()
+            while not until() and self.receive():
+                self.send()  # a record may need an answer (handshake messages, key updates)
+        self.send()
 
     def wait(self, *, for_input: bool) -> Wait:
         sources: list[Any] = []
@@ -91,20 +81,3 @@ class TlsPump:
         if self.outgoing:
             sources.append(self.raw_out.sink)
         return Wait(also=tuple(sources))
-
-    def fail(self, reason: str) -> None:
-        if self.failure is None:
-            self.failure = reason
-        self.end(f"failed: {reason}")
-
-    def end(self, how: str) -> None:
-        if self.ended is None:
-            self.ended = how
-            if self.on_end is not None:
-                self.on_end(self)
-
-
-def _reset_reason(error: IoError) -> str:
-    if error.net_code == "connection-reset":
-        return "connection reset by peer"
-    return f"the connection failed: {error.message}"
