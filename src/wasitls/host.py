@@ -18,7 +18,7 @@ from .component.values import Err, GuestExit
 from .policy import Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
-DEFAULT_ENGINE = "reference"
+DEFAULT_ENGINE = "fast"
 
 
 class HostError(Exception):

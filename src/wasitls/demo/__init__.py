@@ -28,6 +28,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep the demo's output to what the guest prints
         pass
 
+    def finish(self) -> None:
+        super().finish()
+        try:
+            self.request.unwrap()  # send close_notify: a TLS server that just drops TCP truncates
+        except (OSError, ValueError):
+            pass
+
 
 def _https_server(workdir: Path) -> tuple[http.server.ThreadingHTTPServer, Path]:
     import trustme

@@ -64,15 +64,24 @@ def write_all(out, data: bytes) -> None:
     out.blocking_flush()
 
 
-def read_all(rx) -> bytes:
-    body = bytearray()
-    while True:
+def read_response(rx) -> bytes:
+    """Reads up to the end of the body (Content-Length), or to a clean close_notify."""
+    data = bytearray()
+    expected = None
+    while expected is None or len(data) < expected:
         try:
-            body += rx.blocking_read(65536)
+            data += rx.blocking_read(65536)
         except Err as e:
             if isinstance(e.value, streams.StreamError_Closed):
-                return bytes(body)
+                break
             raise
+        if expected is None and b"\r\n\r\n" in data:
+            head, _, _ = bytes(data).partition(b"\r\n\r\n")
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    expected = len(head) + 4 + int(value)
+    return bytes(data)
 
 
 class Run(exports.Run):
@@ -90,7 +99,7 @@ class Run(exports.Run):
         connection, tls_in, tls_out = outcome.value
         handshake_ms = (monotonic_clock.now() - started) / 1e6
         write_all(tls_out, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        response = read_all(tls_in)
+        response = read_response(tls_in)
         head, _, body = response.partition(b"\r\n\r\n")
         status_line = head.split(b"\r\n")[0].decode()
         print(f"status: {status_line}")
