@@ -1,0 +1,1359 @@
+"""wasi:sockets driven from Python, the way a guest would call it, against real loopback peers."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from wasitls.component.values import Err, Trap, Variant
+from wasitls.policy import Policy
+from wasitls.wasi.ctx import WasiCtx
+from wasitls.wasi.io.error import IoError
+from wasitls.wasi.io.poll import Deadline, wait_any
+from wasitls.wasi.sockets.instance_network import InstanceNetwork
+from wasitls.wasi.sockets.ip_name_lookup import IpNameLookup, parse_host
+from wasitls.wasi.sockets.network import Network, open_resources
+from wasitls.wasi.sockets.tcp import TcpSink
+from wasitls.wasi.sockets.tcp_create_socket import TcpCreateSocket
+from wasitls.wasi.sockets.udp_create_socket import UdpCreateSocket
+
+LOOPBACK = {"ipv4": "127.0.0.1", "ipv6": "::1"}
+PY_FAMILY = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+TIMEOUT = 10.0
+
+
+def _ipv6_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+FAMILIES = ["ipv4", pytest.param("ipv6", marks=pytest.mark.skipif(not _ipv6_works(), reason="no IPv6 loopback"))]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+_guests: list[WasiCtx] = []
+
+
+@pytest.fixture(autouse=True)
+def close_guest_sockets():
+    """What the host does when a guest exits: close every socket it still has."""
+    yield
+    while _guests:
+        for closer in _guests.pop().extras.get("closers", []):
+            closer()
+
+
+def make(allow_net=("*",), allow_listen=("0",)) -> SimpleNamespace:
+    """A guest's view of wasi:sockets under a policy (by default: reach anything, listen on port 0)."""
+    ctx = WasiCtx(policy=Policy.build(allow_net=list(allow_net), allow_listen=list(allow_listen)))
+    _guests.append(ctx)
+    return SimpleNamespace(
+        ctx=ctx,
+        network=InstanceNetwork(ctx).instance_network(),
+        tcp=TcpCreateSocket(ctx),
+        udp=UdpCreateSocket(ctx),
+        lookup=IpNameLookup(ctx),
+        net_iface=Network(ctx),
+    )
+
+
+def addr(family: str, port: int, ip: str | None = None) -> Variant:
+    ip = ip or LOOPBACK[family]
+    if family == "ipv4":
+        return Variant("ipv4", {"port": port, "address": tuple(socket.inet_pton(socket.AF_INET, ip))})
+    segments = struct.unpack("!8H", socket.inet_pton(socket.AF_INET6, ip))
+    return Variant("ipv6", {"port": port, "flow-info": 0, "address": segments, "scope-id": 0})
+
+
+def port_of(wit_addr: Variant) -> int:
+    return wit_addr.value["port"]
+
+
+def block(pollable, timeout: float = TIMEOUT) -> None:
+    ready = wait_any([pollable.source, Deadline(time.monotonic_ns() + int(timeout * 1e9))])
+    assert 0 in ready, "timed out waiting for a pollable"
+
+
+def connect(g: SimpleNamespace, family: str, port: int):
+    sock = g.tcp.create_tcp_socket(family)
+    sock.start_connect(g.network, addr(family, port))
+    block(sock.subscribe())
+    input_stream, output_stream = sock.finish_connect()
+    return sock, input_stream, output_stream
+
+
+def listen(g: SimpleNamespace, family: str):
+    sock = g.tcp.create_tcp_socket(family)
+    sock.start_bind(g.network, addr(family, 0))
+    sock.finish_bind()
+    sock.start_listen()
+    sock.finish_listen()
+    return sock, port_of(sock.local_address())
+
+
+def read_all(stream, limit: int = 1 << 30) -> bytes:
+    """Reads until the stream says closed."""
+    out = bytearray()
+    pollable = stream.subscribe()
+    while len(out) <= limit:
+        try:
+            data = stream.read(1 << 20)
+        except Err as e:
+            assert e.value == Variant("closed")
+            return bytes(out)
+        if data:
+            out += data
+        else:
+            block(pollable)
+    raise AssertionError("read more than expected")
+
+
+def read_exactly(stream, n: int) -> bytes:
+    out = bytearray()
+    pollable = stream.subscribe()
+    while len(out) < n:
+        data = stream.read(n - len(out))
+        if data:
+            out += data
+        else:
+            block(pollable)
+    return bytes(out)
+
+
+def write_all(stream, data: bytes) -> None:
+    pollable = stream.subscribe()
+    view = memoryview(data)
+    while view:
+        permit = stream.check_write()
+        if not permit:
+            block(pollable)
+            continue
+        stream.write(bytes(view[:permit]))
+        view = view[permit:]
+    stream.flush()
+    while not stream.check_write():
+        block(pollable)
+
+
+def server(family: str, handler, *, rcvbuf: int | None = None):
+    """A Python peer listening on loopback; `handler(conn)` runs on a thread for one connection."""
+    listener = socket.socket(PY_FAMILY[family], socket.SOCK_STREAM)
+    if rcvbuf:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    listener.bind((LOOPBACK[family], 0))
+    listener.listen(4)
+    listener.settimeout(TIMEOUT)
+    pool = ThreadPoolExecutor(1)
+
+    def run():
+        try:
+            conn, _ = listener.accept()
+        finally:
+            listener.close()
+        conn.settimeout(TIMEOUT)
+        with conn:
+            return handler(conn)
+
+    return listener.getsockname()[1], pool.submit(run)
+
+
+def recv_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while chunk := conn.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def free_port(family: str) -> int:
+    with socket.socket(PY_FAMILY[family], socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK[family], 0))
+        return s.getsockname()[1]
+
+
+# -- TCP client --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tcp_connect_both_directions(family):
+    g = make()
+
+    def handler(conn):
+        request = recv_all(conn)  # until the guest shuts down its sending side
+        conn.sendall(b"reply:" + request)
+        return request
+
+    port, done = server(family, handler)
+    sock, input_stream, output_stream = connect(g, family, port)
+    assert sock.address_family() == family
+    assert port_of(sock.remote_address()) == port
+    assert sock.remote_address().case == family
+    assert port_of(sock.local_address()) != 0
+    assert not sock.is_listening()
+
+    write_all(output_stream, b"hello over tcp")
+    sock.shutdown("send")
+    assert done.result(TIMEOUT) == b"hello over tcp"
+    assert read_all(input_stream) == b"reply:hello over tcp"
+
+    output_stream.drop()
+    input_stream.drop()
+    sock.drop()
+    assert open_resources(g.ctx) == []
+
+
+def test_tcp_blocking_write_and_read():
+    g = make()
+    def handler(conn):
+        conn.sendall(conn.recv(100).upper())
+        return conn.recv(1)  # b"" once the guest closes
+
+    port, done = server("ipv4", handler)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    output_stream.blocking_write_and_flush(b"ping")
+    assert input_stream.blocking_read(100) == b"PING"
+    sock.drop()
+    assert done.result(TIMEOUT) == b""
+
+
+def test_tcp_connect_refused():
+    g = make()
+    sock = g.tcp.create_tcp_socket("ipv4")
+    sock.start_connect(g.network, addr("ipv4", free_port("ipv4")))
+    block(sock.subscribe())
+    with pytest.raises(Err) as e:
+        sock.finish_connect()
+    assert e.value.value == "connection-refused"
+    # a failed connect leaves the socket closed: every later operation is invalid-state
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_connect(g.network, addr("ipv4", 80))
+    with pytest.raises(Err, match="invalid-state"):
+        sock.local_address()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.keep_alive_enabled()
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_connect()
+    sock.drop()
+
+
+def test_tcp_connect_policy():
+    g = make(allow_net=["127.0.0.1:1"], allow_listen=[])
+    sock = g.tcp.create_tcp_socket("ipv4")
+    with pytest.raises(Err) as e:
+        sock.start_connect(g.network, addr("ipv4", 2))
+    assert e.value.value == "access-denied"
+    with pytest.raises(Err, match="access-denied"):
+        sock.start_connect(g.network, addr("ipv4", 1, "127.0.0.2"))
+    with pytest.raises(Err, match="access-denied"):
+        sock.start_bind(g.network, addr("ipv4", 0))
+    # the allowed address gets through the policy (and is refused by the OS: nobody listens there)
+    sock.start_connect(g.network, addr("ipv4", 1))
+    block(sock.subscribe())
+    with pytest.raises(Err, match="connection-refused"):
+        sock.finish_connect()
+    sock.drop()
+
+
+def test_no_network_policy_denies_everything():
+    g = make(allow_net=[], allow_listen=[])
+    tcp = g.tcp.create_tcp_socket("ipv4")  # creating a socket needs no capability
+    with pytest.raises(Err, match="access-denied"):
+        tcp.start_connect(g.network, addr("ipv4", 80))
+    with pytest.raises(Err, match="access-denied"):
+        tcp.start_bind(g.network, addr("ipv4", 8080))
+    udp = g.udp.create_udp_socket("ipv4")
+    with pytest.raises(Err, match="access-denied"):
+        udp.start_bind(g.network, addr("ipv4", 0))
+    tcp.drop()
+    udp.drop()
+
+
+def test_connection_reset_reports_network_error_code():
+    g = make()
+
+    def handler(conn):
+        conn.recv(10)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+
+    port, done = server("ipv4", handler)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    output_stream.blocking_write_and_flush(b"x")
+    done.result(TIMEOUT)
+    block(input_stream.subscribe())
+    with pytest.raises(Err) as e:
+        input_stream.read(10)
+    case, error = e.value.value
+    assert case == "last-operation-failed"
+    assert isinstance(error, IoError)
+    assert g.net_iface.network_error_code(error) == "connection-reset"
+    assert "os error" in error.to_debug_string()
+    with pytest.raises(Err) as e:
+        input_stream.read(10)
+    assert e.value.value == Variant("closed")
+    assert g.net_iface.network_error_code(IoError("not a socket error")) is None
+    sock.drop()
+
+
+# -- TCP server --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tcp_listen_accept(family):
+    g = make()
+    listener, port = listen(g, family)
+    assert listener.is_listening()
+    assert port != 0
+    with pytest.raises(Err, match="would-block"):
+        listener.accept()
+    pollable = listener.subscribe()
+    assert not pollable.ready()
+
+    def client():
+        with socket.create_connection((LOOPBACK[family], port), timeout=TIMEOUT) as c:
+            c.sendall(b"from client")
+            c.shutdown(socket.SHUT_WR)
+            return c.getsockname()[1], recv_all(c)
+
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(client)
+        block(pollable)
+        accepted, input_stream, output_stream = listener.accept()
+        assert accepted.address_family() == family
+        assert not accepted.is_listening()
+        assert port_of(accepted.local_address()) == port
+        assert read_all(input_stream) == b"from client"
+        write_all(output_stream, b"from guest")
+        accepted.drop()  # closing the socket ends the connection
+        client_port, reply = result.result(TIMEOUT)
+    assert reply == b"from guest"
+    assert client_port != port
+    listener.set_listen_backlog_size(16)  # a listening socket takes a new backlog on Linux
+    listener.drop()
+    assert open_resources(g.ctx) == []
+
+
+def test_accepted_remote_address_and_options():
+    g = make()
+    listener, port = listen(g, "ipv4")
+    listener.set_keep_alive_enabled(True)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+        block(listener.subscribe())
+        accepted, input_stream, output_stream = listener.accept()
+        assert port_of(accepted.remote_address()) == c.getsockname()[1]
+        assert accepted.remote_address().value["address"] == (127, 0, 0, 1)
+        assert accepted.keep_alive_enabled()  # inherited from the listener
+        accepted.drop()
+    listener.drop()
+
+
+def test_bind_policy_by_port():
+    g = make(allow_listen=["127.0.0.1:0"])
+    sock = g.tcp.create_tcp_socket("ipv4")
+    with pytest.raises(Err, match="access-denied"):
+        sock.start_bind(g.network, addr("ipv4", 0, "127.0.0.2"))
+    with pytest.raises(Err, match="access-denied"):
+        sock.start_bind(g.network, addr("ipv4", free_port("ipv4")))
+    sock.start_bind(g.network, addr("ipv4", 0))
+    sock.finish_bind()
+    sock.drop()
+
+
+def test_bind_address_in_use():
+    g = make()
+    first, port = listen(g, "ipv4")
+    g2 = make(allow_listen=[str(port)])
+    second = g2.tcp.create_tcp_socket("ipv4")
+    with pytest.raises(Err, match="address-in-use"):
+        second.start_bind(g2.network, addr("ipv4", port))
+    # the failed bind leaves the socket unbound, so binding again is allowed
+    with pytest.raises(Err, match="not-in-progress"):
+        second.finish_bind()
+    first.drop()
+    second.drop()
+
+
+# -- shutdown, drop ----------------------------------------------------------------------------
+
+def test_shutdown():
+    g = make()
+    got_eof = threading.Event()
+
+    def handler(conn):
+        data = recv_all(conn)
+        got_eof.set()
+        conn.sendall(b"after your fin")  # the guest shut down receiving: it never sees this
+        return data
+
+    port, done = server("ipv4", handler)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    write_all(output_stream, b"last words")
+    sock.shutdown("send")
+    sock.shutdown("send")  # idempotent
+    assert done.result(TIMEOUT) == b"last words"
+    assert got_eof.is_set()
+    with pytest.raises(Err) as e:
+        output_stream.check_write()
+    assert e.value.value == Variant("closed")
+
+    sock.shutdown("receive")
+    with pytest.raises(Err) as e:
+        input_stream.read(100)
+    assert e.value.value == Variant("closed")
+    assert input_stream.subscribe().ready()
+    sock.shutdown("both")
+    sock.drop()
+
+
+def test_shutdown_send_waits_for_buffered_bytes():
+    """shutdown(send) with bytes still buffered sends them first, even while the guest waits elsewhere.
+
+    wasmtime finishes such a write in a background task; here the flusher thread does.
+    """
+    g = make()
+    release = threading.Event()
+
+    def handler(conn):
+        release.wait(TIMEOUT)
+        return recv_all(conn)
+
+    port, done = server("ipv4", handler, rcvbuf=4096)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    sock.set_send_buffer_size(4096)
+    payload = bytes(range(256)) * 8192  # 2 MiB: more than the kernel and our buffer hold together
+    sent = 0
+    while output_stream.check_write() and sent < len(payload):
+        n = min(output_stream.check_write(), len(payload) - sent)
+        output_stream.write(payload[sent:sent + n])
+        sent += n
+    assert sent < len(payload)
+    sock.shutdown("send")
+    assert output_stream.check_write() == 0  # the shutdown is pending behind the buffered bytes
+    release.set()
+    # the guest only sleeps; the bytes and then the FIN still reach the peer
+    assert done.result(TIMEOUT) == payload[:sent]
+    pollable = output_stream.subscribe()
+    block(pollable)
+    with pytest.raises(Err) as e:
+        output_stream.check_write()
+    assert e.value.value == Variant("closed")
+    sock.drop()
+
+
+def test_dropping_output_stream_does_not_shut_down():
+    """As in wasmtime: only shutdown(send) or dropping the socket ends the sending side."""
+    g = make()
+    port, done = server("ipv4", recv_all)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    write_all(output_stream, b"data")
+    output_stream.drop()
+    time.sleep(0.2)
+    assert not done.done()
+    input_stream.drop()
+    sock.drop()
+    assert done.result(TIMEOUT) == b"data"
+
+
+def test_closers_close_every_socket_at_exit():
+    g = make()
+    listener, port = listen(g, "ipv4")
+    client, input_stream, output_stream = connect(g, "ipv4", port)
+    block(listener.subscribe())
+    accepted, *_ = listener.accept()
+    udp = g.udp.create_udp_socket("ipv4")
+    assert len(open_resources(g.ctx)) == 4
+    for closer in g.ctx.extras["closers"]:
+        closer()
+    assert open_resources(g.ctx) == []
+    assert listener.sock.fileno() == -1 and accepted.sock.fileno() == -1 and udp.sock.fileno() == -1
+    with pytest.raises(Err) as e:
+        input_stream.read(1)
+    assert e.value.value == Variant("closed")
+
+
+# -- options -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tcp_options(family):
+    g = make()
+    sock = g.tcp.create_tcp_socket(family)
+    assert sock.address_family() == family
+    assert not sock.is_listening()
+
+    sock.set_keep_alive_enabled(True)
+    assert sock.keep_alive_enabled() is True
+    sock.set_keep_alive_enabled(False)
+    assert sock.keep_alive_enabled() is False
+
+    sock.set_keep_alive_idle_time(1_500_000_000)  # rounded down to whole seconds
+    assert sock.keep_alive_idle_time() == 1_000_000_000
+    sock.set_keep_alive_idle_time(1)  # clamped up to a second, never 0
+    assert sock.keep_alive_idle_time() == 1_000_000_000
+    sock.set_keep_alive_interval(30 * 10**9)
+    assert sock.keep_alive_interval() == 30 * 10**9
+    sock.set_keep_alive_count(5)
+    assert sock.keep_alive_count() == 5
+    sock.set_keep_alive_count(1000)  # clamped
+    assert sock.keep_alive_count() == 127
+    for setter in (sock.set_keep_alive_idle_time, sock.set_keep_alive_interval, sock.set_keep_alive_count,
+                   sock.set_hop_limit, sock.set_receive_buffer_size, sock.set_send_buffer_size,
+                   sock.set_listen_backlog_size):
+        with pytest.raises(Err, match="invalid-argument"):
+            setter(0)
+
+    sock.set_hop_limit(42)
+    assert sock.hop_limit() == 42
+    sock.set_receive_buffer_size(65536)
+    assert 0 < sock.receive_buffer_size()
+    sock.set_send_buffer_size(65536)
+    assert 0 < sock.send_buffer_size()
+    sock.set_receive_buffer_size(2**64 - 1)  # a hint the OS clamps, never an error
+    sock.set_listen_backlog_size(2**64 - 1)
+    sock.drop()
+
+
+# -- state machine misuse ----------------------------------------------------------------------
+
+def test_tcp_state_machine_errors():
+    g = make()
+    sock = g.tcp.create_tcp_socket("ipv4")
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_bind()
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_connect()
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_listen()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_listen()  # must be bound first
+    with pytest.raises(Err, match="invalid-state"):
+        sock.accept()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.local_address()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.remote_address()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.shutdown("both")
+    assert sock.subscribe().ready()  # nothing in progress: ready at once
+
+    # addresses the socket cannot use
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_bind(g.network, addr("ipv6", 0))  # wrong family
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_bind(g.network, addr("ipv4", 0, "224.0.0.1"))  # multicast
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_connect(g.network, addr("ipv4", 0))  # port 0
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_connect(g.network, addr("ipv4", 80, "0.0.0.0"))
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_connect(g.network, addr("ipv4", 80, "255.255.255.255"))
+
+    sock.start_bind(g.network, addr("ipv4", 0))
+    with pytest.raises(Err, match="invalid-state"):
+        sock.local_address()  # not until finish-bind
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_bind(g.network, addr("ipv4", 0))
+    sock.finish_bind()
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_bind()
+    assert port_of(sock.local_address()) != 0
+    sock.start_listen()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_listen()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.set_listen_backlog_size(10)  # between start-listen and finish-listen
+    sock.finish_listen()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_connect(g.network, addr("ipv4", 80))
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_listen()
+    sock.drop()
+
+
+def test_tcp_connect_in_progress_errors():
+    g = make()
+    listener, port = listen(g, "ipv4")
+    sock = g.tcp.create_tcp_socket("ipv4")
+    sock.start_connect(g.network, addr("ipv4", port))
+    # until the pollable has seen the connect end, a second one is a concurrency conflict
+    with pytest.raises(Err, match="concurrency-conflict"):
+        sock.start_connect(g.network, addr("ipv4", port))
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_bind(g.network, addr("ipv4", 0))
+    with pytest.raises(Err, match="invalid-state"):
+        sock.keep_alive_enabled()  # no options while connecting (wasmtime)
+    with pytest.raises(Err, match="invalid-state"):
+        sock.local_address()
+    block(sock.subscribe())
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_connect(g.network, addr("ipv4", port))
+    sock.finish_connect()
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_connect()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_listen()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.set_listen_backlog_size(5)
+    sock.drop()
+    listener.drop()
+
+
+def test_ipv6_socket_refuses_ipv4_mapped_addresses():
+    if not _ipv6_works():
+        pytest.skip("no IPv6 loopback")
+    g = make()
+    sock = g.tcp.create_tcp_socket("ipv6")
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_connect(g.network, addr("ipv6", 80, "::ffff:127.0.0.1"))
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_bind(g.network, addr("ipv6", 0, "::ffff:127.0.0.1"))
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_bind(g.network, addr("ipv4", 0))
+    sock.drop()
+
+
+# -- backpressure and throughput ----------------------------------------------------------------
+
+def test_backpressure_bounds_memory():
+    g = make()
+    release = threading.Event()
+    total = 10 * 1024 * 1024
+
+    def handler(conn):
+        release.wait(TIMEOUT)
+        return recv_all(conn)
+
+    port, done = server("ipv4", handler, rcvbuf=65536)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    sock.set_send_buffer_size(65536)
+    payload = (bytes(range(256)) * (total // 256 + 1))[:total]
+
+    written = 0
+    while written < total:
+        permit = output_stream.check_write()
+        if permit == 0:
+            break
+        n = min(permit, 256 * 1024, total - written)
+        output_stream.write(payload[written:written + n])
+        written += n
+    assert output_stream.check_write() == 0  # the peer does not read: the guest must wait
+    assert written < 4 * 1024 * 1024  # what the kernel holds plus our bounded buffer
+    assert len(output_stream.sink.buffer) <= TcpSink.capacity
+    assert not output_stream.subscribe().ready()
+
+    release.set()
+    write_all(output_stream, payload[written:])
+    sock.shutdown("send")
+    received = done.result(TIMEOUT)
+    assert len(received) == total and received == payload
+    sock.drop()
+
+
+def test_throughput_both_directions():
+    """Moves 64 MiB each way through the streams; a guard against per-byte work on the data path."""
+    g = make()
+    size = 64 * 1024 * 1024
+    chunk = b"\xab" * (1 << 20)
+
+    def handler(conn):
+        received = 0
+        while received < size:
+            received += len(conn.recv(1 << 20))
+        for _ in range(size // len(chunk)):
+            conn.sendall(chunk)
+        return received
+
+    port, done = server("ipv4", handler)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    start = time.perf_counter()
+    write_all(output_stream, b"\0" * size)
+    received = 0
+    pollable = input_stream.subscribe()
+    while received < size:
+        data = input_stream.read(1 << 20)
+        if data:
+            received += len(data)
+        else:
+            block(pollable)
+    elapsed = time.perf_counter() - start
+    assert done.result(TIMEOUT) == size and received == size
+    assert elapsed < 20, f"128 MiB through loopback took {elapsed:.1f}s"
+    sock.drop()
+
+
+# -- ip-name-lookup ----------------------------------------------------------------------------
+
+def resolve_all(g: SimpleNamespace, name: str) -> list[Variant]:
+    stream = g.lookup.resolve_addresses(g.network, name)
+    block(stream.subscribe())
+    out = []
+    while (address := stream.resolve_next_address()) is not None:
+        out.append(address)
+    assert stream.resolve_next_address() is None
+    stream.drop()
+    return out
+
+
+def test_lookup_localhost_allowed():
+    g = make(allow_net=["localhost"])
+    addresses = resolve_all(g, "localhost")
+    expected = {info[4][0] for info in socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)}
+    assert Variant("ipv4", (127, 0, 0, 1)) in addresses or "127.0.0.1" not in expected
+    assert len(addresses) == len(expected)
+    assert open_resources(g.ctx) == []
+
+
+def test_lookup_refused_is_name_unresolvable():
+    g = make(allow_net=["example.com:443"])
+    stream = g.lookup.resolve_addresses(g.network, "localhost")
+    assert stream.subscribe().ready()
+    with pytest.raises(Err) as e:
+        stream.resolve_next_address()
+    assert e.value.value == "name-unresolvable"
+    with pytest.raises(Err, match="name-unresolvable"):
+        stream.resolve_next_address()
+    stream.drop()
+
+
+def test_lookup_unknown_name():
+    g = make()
+    stream = g.lookup.resolve_addresses(g.network, "no-such-host.invalid")
+    block(stream.subscribe(), timeout=30)
+    with pytest.raises(Err, match="name-unresolvable"):
+        stream.resolve_next_address()
+    stream.drop()
+
+
+def test_lookup_ip_literals_and_bad_names():
+    g = make()
+    assert resolve_all(g, "127.0.0.1") == [Variant("ipv4", (127, 0, 0, 1))]
+    assert resolve_all(g, "::1") == [Variant("ipv6", (0, 0, 0, 0, 0, 0, 0, 1))]
+    assert resolve_all(g, "[::1]") == [Variant("ipv6", (0, 0, 0, 0, 0, 0, 0, 1))]
+    for bad in ["", "a b", "exa#mple.com", "[::1", "1.2.3.256", "0x1.2.3.4.5"]:
+        with pytest.raises(Err, match="invalid-argument"):
+            g.lookup.resolve_addresses(g.network, bad)
+
+
+def test_parse_host_follows_the_url_standard():
+    assert str(parse_host("127.1")) == "127.0.0.1"
+    assert str(parse_host("0x7f.0.0.1")) == "127.0.0.1"
+    assert str(parse_host("2130706433")) == "127.0.0.1"
+    assert str(parse_host("0177.0.0.1")) == "127.0.0.1"
+    assert parse_host("LocalHost.") == "localhost."
+    assert parse_host("bücher.example") == "xn--bcher-kva.example"
+    assert parse_host("1.example") == "1.example"
+
+
+# -- UDP ---------------------------------------------------------------------------------------
+
+def bound_udp(g: SimpleNamespace, family: str):
+    sock = g.udp.create_udp_socket(family)
+    sock.start_bind(g.network, addr(family, 0))
+    sock.finish_bind()
+    return sock
+
+
+def receive_one(incoming) -> dict:
+    pollable = incoming.subscribe()
+    while True:
+        got = incoming.receive(10)
+        if got:
+            assert len(got) == 1
+            return got[0]
+        block(pollable)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_udp_round_trip(family):
+    g = make()
+    sock = bound_udp(g, family)
+    assert sock.address_family() == family
+    local_port = port_of(sock.local_address())
+    with pytest.raises(Err, match="invalid-state"):
+        sock.remote_address()
+    assert sock.subscribe().ready()
+
+    peer = socket.socket(PY_FAMILY[family], socket.SOCK_DGRAM)
+    peer.bind((LOOPBACK[family], 0))
+    peer.settimeout(TIMEOUT)
+    peer_port = peer.getsockname()[1]
+
+    # unconnected: every datagram names its destination
+    incoming, outgoing = sock.stream(None)
+    assert incoming.receive(0) == [] and incoming.receive(5) == []
+    assert outgoing.check_send() == 16
+    assert outgoing.send([{"data": b"one", "remote-address": addr(family, peer_port)},
+                          {"data": b"two", "remote-address": addr(family, peer_port)}]) == 2
+    data, source = peer.recvfrom(100)
+    assert data == b"one" and source[1] == local_port
+    assert peer.recvfrom(100)[0] == b"two"
+    peer.sendto(b"back", source)
+    datagram = receive_one(incoming)
+    assert datagram["data"] == b"back"
+    assert port_of(datagram["remote-address"]) == peer_port
+
+    with pytest.raises(Trap):
+        sock.stream(addr(family, peer_port))  # the first streams are still alive
+    incoming.drop()
+    outgoing.drop()
+
+    # connected: sends need no address, and only the peer's datagrams arrive
+    incoming, outgoing = sock.stream(addr(family, peer_port))
+    assert port_of(sock.remote_address()) == peer_port
+    outgoing.check_send()
+    assert outgoing.send([{"data": b"connected", "remote-address": None}]) == 1
+    assert peer.recvfrom(100)[0] == b"connected"
+    outgoing.check_send()
+    with pytest.raises(Err, match="invalid-argument"):
+        outgoing.send([{"data": b"x", "remote-address": addr(family, peer_port + 1 if peer_port < 65535 else 1)}])
+    peer.sendto(b"reply", source)
+    assert receive_one(incoming)["data"] == b"reply"
+    incoming.drop()
+    outgoing.drop()
+
+    # stream(None) again disconnects
+    incoming, outgoing = sock.stream(None)
+    with pytest.raises(Err, match="invalid-state"):
+        sock.remote_address()
+    incoming.drop()
+    outgoing.drop()
+    peer.close()
+    sock.drop()
+    assert open_resources(g.ctx) == []
+
+
+def test_udp_send_permits_and_errors():
+    g = make(allow_net=["127.0.0.1:9"])  # may send to one address only
+    sock = bound_udp(g, "ipv4")
+    incoming, outgoing = sock.stream(None)
+    with pytest.raises(Trap):
+        outgoing.send([{"data": b"x", "remote-address": addr("ipv4", 9)}])  # no check-send first
+    assert outgoing.check_send() == 16
+    with pytest.raises(Trap):
+        outgoing.send([{"data": b"x", "remote-address": addr("ipv4", 9)}] * 17)
+    assert outgoing.check_send() == 16
+    assert outgoing.send([]) == 0
+    outgoing.check_send()
+    with pytest.raises(Err, match="access-denied"):
+        outgoing.send([{"data": b"x", "remote-address": addr("ipv4", 10)}])
+    outgoing.check_send()
+    with pytest.raises(Err, match="invalid-argument"):
+        outgoing.send([{"data": b"x", "remote-address": None}])  # unconnected: an address is required
+    outgoing.check_send()
+    with pytest.raises(Err, match="datagram-too-large"):
+        outgoing.send([{"data": bytes(65536), "remote-address": addr("ipv4", 9)}])
+    outgoing.check_send()
+    # the first datagram goes out, the second fails: send reports one, not the error
+    assert outgoing.send([{"data": b"ok", "remote-address": addr("ipv4", 9)},
+                          {"data": b"no", "remote-address": addr("ipv4", 10)}]) == 1
+    incoming.drop()
+    outgoing.drop()
+    sock.drop()
+
+
+def test_udp_state_machine_errors():
+    g = make()
+    sock = g.udp.create_udp_socket("ipv4")
+    with pytest.raises(Err, match="not-in-progress"):
+        sock.finish_bind()
+    with pytest.raises(Err, match="invalid-state"):
+        sock.stream(None)
+    with pytest.raises(Err, match="invalid-state"):
+        sock.local_address()
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.start_bind(g.network, addr("ipv6", 0))
+    sock.start_bind(g.network, addr("ipv4", 0))
+    with pytest.raises(Err, match="invalid-state"):
+        sock.stream(None)  # bind not finished
+    with pytest.raises(Err, match="invalid-state"):
+        sock.start_bind(g.network, addr("ipv4", 0))
+    sock.finish_bind()
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.stream(addr("ipv4", 0))
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.stream(addr("ipv4", 53, "0.0.0.0"))
+    sock.set_unicast_hop_limit(7)
+    assert sock.unicast_hop_limit() == 7
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.set_unicast_hop_limit(0)
+    sock.set_receive_buffer_size(100000)
+    assert sock.receive_buffer_size() > 0
+    with pytest.raises(Err, match="invalid-argument"):
+        sock.set_send_buffer_size(0)
+    sock.drop()
+
+
+def test_udp_ephemeral_bind_needs_some_network():
+    g = make(allow_net=["127.0.0.1:53"], allow_listen=[])
+    sock = g.udp.create_udp_socket("ipv4")
+    with pytest.raises(Err, match="access-denied"):
+        sock.start_bind(g.network, addr("ipv4", 5353))  # a fixed port is a server's bind
+    sock.start_bind(g.network, addr("ipv4", 0))  # a client's ephemeral port is allowed
+    sock.finish_bind()
+    sock.drop()
+
+
+# -- wasmtime's own p2 socket test programs, re-expressed over the interface classes -------------
+# (crates/test-programs/src/bin/p2_tcp_*.rs, p2_udp_*.rs, p2_ip_name_lookup.rs: a guest passing
+# them on `wasmtime run -S inherit-network` must see the same results here)
+
+class AllowAll:
+    """wasmtime's -S inherit-network: every address may be reached and bound."""
+
+    def may_connect(self, ip, port):
+        return True
+
+    def may_bind(self, ip, port):
+        return True
+
+    def may_lookup(self, name):
+        return True
+
+    def may_bind_ephemeral_udp(self):
+        return True
+
+
+def inherit_network() -> SimpleNamespace:
+    g = make()
+    g.ctx.policy = AllowAll()
+    return g
+
+
+SECOND = 1_000_000_000
+UNSPECIFIED = {"ipv4": "0.0.0.0", "ipv6": "::"}
+
+
+def blocking_bind(g, sock, address):
+    sock.start_bind(g.network, address)
+    sock.finish_bind()
+
+
+def blocking_listen(sock):
+    sock.start_listen()
+    sock.finish_listen()
+
+
+def blocking_connect(g, sock, address):
+    sock.start_connect(g.network, address)
+    pollable = sock.subscribe()
+    while True:
+        try:
+            return sock.finish_connect()
+        except Err as e:
+            if e.value != "would-block":
+                raise
+            block(pollable)
+
+
+def blocking_accept(sock):
+    pollable = sock.subscribe()
+    while True:
+        try:
+            return sock.accept()
+        except Err as e:
+            if e.value != "would-block":
+                raise
+            block(pollable)
+
+
+def connected_pair(g, family):
+    listener = g.tcp.create_tcp_socket(family)
+    blocking_bind(g, listener, addr(family, 0))
+    blocking_listen(listener)
+    client = g.tcp.create_tcp_socket(family)
+    client_in, client_out = blocking_connect(g, client, listener.local_address())
+    accepted, accepted_in, accepted_out = blocking_accept(listener)
+    return (SimpleNamespace(socket=accepted, input=accepted_in, output=accepted_out),
+            SimpleNamespace(socket=client, input=client_in, output=client_out), listener)
+
+
+def code(fn, *args):
+    try:
+        fn(*args)
+    except Err as e:
+        return e.value
+    return "ok"
+
+
+ALL_OPTIONS_OK = [
+    ("set_listen_backlog_size", 32), ("keep_alive_enabled",), ("set_keep_alive_enabled", False),
+    ("keep_alive_idle_time",), ("set_keep_alive_idle_time", 1), ("keep_alive_interval",),
+    ("set_keep_alive_interval", 1), ("keep_alive_count",), ("set_keep_alive_count", 1), ("hop_limit",),
+    ("set_hop_limit", 255), ("receive_buffer_size",), ("set_receive_buffer_size", 16000),
+    ("send_buffer_size",), ("set_send_buffer_size", 16000),
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_states(family):
+    g = inherit_network()
+    loopback = addr(family, 0)
+
+    sock = g.tcp.create_tcp_socket(family)  # unbound
+    assert [code(sock.finish_bind), code(sock.finish_connect), code(sock.start_listen), code(sock.finish_listen),
+            code(sock.accept), code(sock.shutdown, "both"), code(sock.local_address), code(sock.remote_address)] == \
+        ["not-in-progress", "not-in-progress", "invalid-state", "not-in-progress", "invalid-state",
+         "invalid-state", "invalid-state", "invalid-state"]
+    assert not sock.is_listening() and sock.address_family() == family
+    assert [code(getattr(sock, name), *args) for name, *args in ALL_OPTIONS_OK] == ["ok"] * len(ALL_OPTIONS_OK)
+
+    sock = g.tcp.create_tcp_socket(family)  # bound
+    blocking_bind(g, sock, loopback)
+    assert [code(sock.start_bind, g.network, loopback), code(sock.finish_bind), code(sock.finish_connect),
+            code(sock.finish_listen), code(sock.accept), code(sock.shutdown, "both"), code(sock.local_address),
+            code(sock.remote_address)] == \
+        ["invalid-state", "not-in-progress", "not-in-progress", "not-in-progress", "invalid-state",
+         "invalid-state", "ok", "invalid-state"]
+    assert [code(getattr(sock, name), *args) for name, *args in ALL_OPTIONS_OK] == ["ok"] * len(ALL_OPTIONS_OK)
+
+    blocking_listen(sock)  # listening
+    assert [code(sock.start_bind, g.network, loopback), code(sock.finish_bind),
+            code(sock.start_connect, g.network, loopback), code(sock.finish_connect), code(sock.start_listen),
+            code(sock.finish_listen), code(sock.shutdown, "both"), code(sock.local_address),
+            code(sock.remote_address)] == \
+        ["invalid-state", "not-in-progress", "invalid-state", "not-in-progress", "invalid-state",
+         "not-in-progress", "invalid-state", "ok", "invalid-state"]
+    assert sock.is_listening()
+    assert [code(getattr(sock, name), *args) for name, *args in ALL_OPTIONS_OK] == ["ok"] * len(ALL_OPTIONS_OK)
+
+    client = g.tcp.create_tcp_socket(family)  # connected
+    listener_address = sock.local_address()
+    blocking_connect(g, client, listener_address)
+    assert [code(client.start_bind, g.network, loopback), code(client.finish_bind),
+            code(client.start_connect, g.network, listener_address), code(client.finish_connect),
+            code(client.start_listen), code(client.finish_listen), code(client.accept),
+            code(client.local_address), code(client.remote_address)] == \
+        ["invalid-state", "not-in-progress", "invalid-state", "not-in-progress", "invalid-state",
+         "not-in-progress", "invalid-state", "ok", "ok"]
+    assert not client.is_listening()
+    assert [code(getattr(client, name), *args) for name, *args in ALL_OPTIONS_OK[1:]] == \
+        ["ok"] * (len(ALL_OPTIONS_OK) - 1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_bind(family):
+    g = inherit_network()
+    for ip in (LOOPBACK[family], UNSPECIFIED[family]):
+        sock = g.tcp.create_tcp_socket(family)  # ephemeral port
+        blocking_bind(g, sock, addr(family, 0, ip))
+        bound = sock.local_address()
+        assert bound.value["address"] == addr(family, 0, ip).value["address"] and port_of(bound) != 0
+
+        sock = g.tcp.create_tcp_socket(family)  # specific port
+        port = free_port(family)
+        blocking_bind(g, sock, addr(family, port, ip))
+        assert sock.local_address() == addr(family, port, ip)
+
+        first = g.tcp.create_tcp_socket(family)  # address in use
+        blocking_bind(g, first, addr(family, 0, ip))
+        blocking_listen(first)
+        second = g.tcp.create_tcp_socket(family)
+        assert code(second.start_bind, g.network, first.local_address()) == "address-in-use"
+
+    # SO_REUSEADDR: a port left in TIME_WAIT by a closed connection can be bound again at once
+    client = g.tcp.create_tcp_socket(family)
+    listener = g.tcp.create_tcp_socket(family)
+    port = free_port(family)
+    blocking_bind(g, listener, addr(family, port))
+    blocking_listen(listener)
+    client_streams = blocking_connect(g, client, addr(family, port))
+    accepted, accepted_in, accepted_out = blocking_accept(listener)
+    accepted_out.blocking_write_zeroes_and_flush(10)
+    for resource in (accepted_in, accepted_out, accepted, listener, *client_streams):
+        resource.drop()
+    again = g.tcp.create_tcp_socket(family)
+    blocking_bind(g, again, addr(family, port))
+    blocking_listen(again)
+    client.drop()
+
+    reserved = "192.0.2.0" if family == "ipv4" else "2001:db8::"
+    assert code(g.tcp.create_tcp_socket(family).start_bind, g.network, addr(family, 0, reserved)) == \
+        "address-not-bindable"
+    wrong = addr("ipv6" if family == "ipv4" else "ipv4", 0)
+    assert code(g.tcp.create_tcp_socket(family).start_bind, g.network, wrong) == "invalid-argument"
+    if family == "ipv6":
+        v4, v6 = g.tcp.create_tcp_socket("ipv4"), g.tcp.create_tcp_socket("ipv6")
+        assert code(v4.start_bind, g.network, addr("ipv4", 0, "255.255.255.255")) == "invalid-argument"
+        assert code(v4.start_bind, g.network, addr("ipv4", 0, "224.254.0.0")) == "invalid-argument"
+        assert code(v6.start_bind, g.network, addr("ipv6", 0, "ff00::")) == "invalid-argument"
+        assert code(v6.start_bind, g.network, addr("ipv6", 0, "::ffff:127.0.0.1")) == "invalid-argument"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_connect(family):
+    g = inherit_network()
+    some_port = 47
+    assert code(blocking_connect, g, g.tcp.create_tcp_socket(family), addr(family, some_port, UNSPECIFIED[family])) \
+        == "invalid-argument"
+    assert code(blocking_connect, g, g.tcp.create_tcp_socket(family), addr(family, 0)) == "invalid-argument"
+    wrong = addr("ipv6" if family == "ipv4" else "ipv4", some_port)
+    assert code(blocking_connect, g, g.tcp.create_tcp_socket(family), wrong) == "invalid-argument"
+
+    listener = g.tcp.create_tcp_socket(family)
+    blocking_bind(g, listener, addr(family, 0))
+    blocking_listen(listener)
+    client = g.tcp.create_tcp_socket(family)  # explicitly bound client
+    blocking_bind(g, client, addr(family, 0))
+    blocking_connect(g, client, listener.local_address())
+
+    if family == "ipv6":
+        v4_listener = g.tcp.create_tcp_socket("ipv4")
+        blocking_bind(g, v4_listener, addr("ipv4", 0))
+        blocking_listen(v4_listener)
+        v4_port = port_of(v4_listener.local_address())
+        v6_client = g.tcp.create_tcp_socket("ipv6")
+        assert code(blocking_connect, g, v6_client, v4_listener.local_address()) == "invalid-argument"
+        assert code(blocking_connect, g, v6_client, addr("ipv6", v4_port, "::ffff:127.0.0.1")) == "invalid-argument"
+        for bad in (addr("ipv4", some_port, "255.255.255.255"), addr("ipv4", some_port, "224.254.0.0")):
+            assert code(blocking_connect, g, g.tcp.create_tcp_socket("ipv4"), bad) == "invalid-argument"
+        assert code(blocking_connect, g, v6_client, addr("ipv6", some_port, "ff00::")) == "invalid-argument"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_sockopts(family):
+    g = inherit_network()
+    sock = g.tcp.create_tcp_socket(family)  # defaults
+    sock.keep_alive_enabled()
+    assert sock.keep_alive_idle_time() > 0 and sock.keep_alive_interval() > 0 and sock.keep_alive_count() > 0
+    assert sock.hop_limit() > 0 and sock.receive_buffer_size() > 0 and sock.send_buffer_size() > 0
+
+    for name, value, expected in [  # input ranges: 0 is refused, anything else is clamped
+        ("set_listen_backlog_size", 1, "ok"), ("set_listen_backlog_size", 2**64 - 1, "ok"),
+        ("set_keep_alive_idle_time", 1, "ok"), ("set_keep_alive_idle_time", 2**64 - 1, "ok"),
+        ("set_keep_alive_interval", 1, "ok"), ("set_keep_alive_interval", 2**64 - 1, "ok"),
+        ("set_keep_alive_count", 1, "ok"), ("set_keep_alive_count", 2**32 - 1, "ok"),
+        ("set_hop_limit", 1, "ok"), ("set_hop_limit", 255, "ok"),
+        ("set_receive_buffer_size", 1, "ok"), ("set_receive_buffer_size", 2**64 - 1, "ok"),
+        ("set_send_buffer_size", 1, "ok"), ("set_send_buffer_size", 2**64 - 1, "ok"),
+    ]:
+        sock = g.tcp.create_tcp_socket(family)
+        assert code(getattr(sock, name), value) == expected, name
+        assert code(getattr(sock, name), 0) == "invalid-argument", name
+    sock = g.tcp.create_tcp_socket(family)
+    sock.set_keep_alive_idle_time(1)
+    assert 0 < sock.keep_alive_idle_time() <= SECOND
+    sock.set_keep_alive_interval(1)
+    assert 0 < sock.keep_alive_interval() <= SECOND
+
+    def configure(s, n, buffer):
+        s.set_keep_alive_idle_time(n * SECOND)
+        s.set_keep_alive_interval(n * SECOND)
+        s.set_keep_alive_count(n)
+        s.set_hop_limit(n)
+        s.set_receive_buffer_size(buffer)
+        s.set_send_buffer_size(buffer)
+
+    def readback(s):
+        return (s.keep_alive_enabled(), s.keep_alive_idle_time(), s.keep_alive_interval(), s.keep_alive_count(),
+                s.hop_limit(), s.receive_buffer_size(), s.send_buffer_size())
+
+    sock = g.tcp.create_tcp_socket(family)  # readback
+    sock.set_keep_alive_enabled(True)
+    configure(sock, 42, 0x10000)
+    assert readback(sock) == (True, 42 * SECOND, 42 * SECOND, 42, 42, 0x10000, 0x10000)
+
+    for configure_after_listen in (False, True):  # accepted sockets inherit the listener's options
+        listener = g.tcp.create_tcp_socket(family)
+        default_keep_alive = listener.keep_alive_enabled()
+        if not configure_after_listen:
+            listener.set_keep_alive_enabled(not default_keep_alive)
+            configure(listener, 42, 0x10000)
+        blocking_bind(g, listener, addr(family, 0))
+        blocking_listen(listener)
+        if configure_after_listen:
+            listener.set_keep_alive_enabled(not default_keep_alive)
+            configure(listener, 42, 0x10000)
+        blocking_connect(g, g.tcp.create_tcp_socket(family), listener.local_address())
+        accepted, _, _ = blocking_accept(listener)
+        expected = (not default_keep_alive, 42 * SECOND, 42 * SECOND, 42, 42, 0x10000, 0x10000)
+        assert readback(accepted) == expected
+        listener.set_keep_alive_enabled(default_keep_alive)
+        configure(listener, 43, 0x20000)
+        assert readback(accepted) == expected
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_streams(family):
+    g = inherit_network()
+
+    server, client, _ = connected_pair(g, family)  # closed by the peer's shutdown
+    server.socket.shutdown("both")
+    for resource in (server.input, server.output, server.socket):
+        resource.drop()
+    block(client.input.subscribe())
+    assert code(client.input.read, 10) == Variant("closed")
+    assert code(client.input.read, 0) == Variant("closed")
+
+    server, client, _ = connected_pair(g, family)  # closed by a local shutdown, even with data waiting
+    server.output.blocking_write_and_flush(b"Lorem ipsum dolor sit amet")
+    block(client.input.subscribe())
+    client.socket.shutdown("receive")
+    assert code(client.input.read, 10) == Variant("closed")
+    assert code(client.input.read, 0) == Variant("closed")
+
+    server, client, _ = connected_pair(g, family)  # output closed by a local shutdown
+    assert client.output.check_write() >= 3
+    client.socket.shutdown("send")
+    assert code(client.output.write, b"Hi!") == Variant("closed")
+    assert code(client.output.check_write) == Variant("closed")
+    assert code(client.output.flush) == Variant("closed")
+
+    server, client, _ = connected_pair(g, family)  # shutdown loses no data: the peer is the same guest
+    client.socket.set_send_buffer_size(1024)
+    small = client.socket.send_buffer_size()
+    big = min(client.output.check_write(), 100 * small)
+    assert big > small
+    client.output.write(bytes(big))
+    client.socket.shutdown("send")
+    assert len(read_all(server.input)) == big
+
+    server, client, _ = connected_pair(g, family)  # check-write is not rate limited
+    block(client.output.subscribe())
+    assert all(client.output.check_write() > 0 for _ in range(1000))
+
+    server, client, _ = connected_pair(g, family)  # many small non-blocking writes all arrive
+    block(client.output.subscribe())
+    for _ in range(300):
+        assert client.output.check_write() > 0
+        client.output.write(b"x")
+    client.socket.shutdown("send")
+    assert len(read_all(server.input)) == 300
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_tcp_sample_application(family):
+    g = inherit_network()
+    listener = g.tcp.create_tcp_socket(family)
+    blocking_bind(g, listener, addr(family, 0))
+    listener.set_listen_backlog_size(32)
+    blocking_listen(listener)
+    address = listener.local_address()
+    for message in (b"Hello, world!", b"Greetings, planet!"):
+        client = g.tcp.create_tcp_socket(family)
+        client_in, client_out = blocking_connect(g, client, address)
+        client_out.blocking_write_and_flush(message)
+        client_out.drop()
+        client_in.drop()
+        client.drop()  # gone before the server even accepts
+        accepted, input_stream, _ = blocking_accept(listener)
+        assert input_stream.read(0) == b""
+        assert input_stream.blocking_read(len(message)) == message
+        accepted.drop()
+    listener.drop()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_udp_states_and_connect(family):
+    g = inherit_network()
+    loopback = addr(family, 0)
+    sock = g.udp.create_udp_socket(family)
+    assert [code(sock.finish_bind), code(sock.stream, None), code(sock.local_address),
+            code(sock.remote_address)] == ["not-in-progress", "invalid-state", "invalid-state", "invalid-state"]
+    options = [("unicast_hop_limit",), ("set_unicast_hop_limit", 255), ("receive_buffer_size",),
+               ("set_receive_buffer_size", 16000), ("send_buffer_size",), ("set_send_buffer_size", 16000)]
+    assert [code(getattr(sock, n), *a) for n, *a in options] == ["ok"] * len(options)
+    assert code(sock.stream, addr(family, 47)) == "invalid-state"  # must be bound first
+    blocking_bind(g, sock, loopback)
+    assert [code(sock.start_bind, g.network, loopback), code(sock.finish_bind), code(sock.local_address),
+            code(sock.remote_address)] == ["invalid-state", "not-in-progress", "ok", "invalid-state"]
+    streams = sock.stream(addr(family, 54321))
+    assert [code(sock.start_bind, g.network, loopback), code(sock.finish_bind), code(sock.local_address),
+            code(sock.remote_address)] == ["invalid-state", "not-in-progress", "ok", "ok"]
+    assert [code(getattr(sock, n), *a) for n, *a in options] == ["ok"] * len(options)
+    for s in streams:
+        s.drop()
+
+    client = g.udp.create_udp_socket(family)  # connect, disconnect, reconnect
+    blocking_bind(g, client, addr(family, 0, UNSPECIFIED[family]))
+    remote1, remote2 = addr(family, 4321), addr(family, 4320)
+    for target in (None, None, remote1, remote1, remote2, None, remote1):
+        for s in client.stream(target):
+            s.drop()
+        if target is None:
+            assert code(client.remote_address) == "invalid-state"
+        else:
+            assert client.remote_address() == target
+    assert code(client.local_address) == "ok"
+    for _ in range(20):  # reconnecting with a receive pending
+        for target in (None, remote1):
+            rx, tx = client.stream(target)
+            assert rx.receive(1) == []
+            rx.drop()
+            tx.drop()
+
+    sock = g.udp.create_udp_socket(family)
+    blocking_bind(g, sock, addr(family, 0, UNSPECIFIED[family]))
+    assert code(sock.stream, addr(family, 47, UNSPECIFIED[family])) == "invalid-argument"
+    assert code(sock.stream, addr(family, 0)) == "invalid-argument"
+    assert code(sock.stream, addr("ipv6" if family == "ipv4" else "ipv4", 47)) == "invalid-argument"
+    if family == "ipv6":
+        assert code(sock.stream, addr("ipv6", 47, "::ffff:127.0.0.1")) == "invalid-argument"
+
+    for _ in range(32):  # connect and send: a ready pollable means check-send permits
+        c = g.udp.create_udp_socket(family)
+        blocking_bind(g, c, addr(family, 0))
+        rx, tx = c.stream(remote2)
+        block(tx.subscribe())
+        assert tx.check_send() > 0
+        assert tx.send([{"data": b"hello", "remote-address": None}]) == 1
+        for r in (rx, tx, c):
+            r.drop()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wasmtime_udp_sample_application(family):
+    g = inherit_network()
+    server = g.udp.create_udp_socket(family)
+    blocking_bind(g, server, addr(family, 0))
+    server_incoming, server_outgoing = server.stream(None)
+    address = server.local_address()
+
+    def blocking_receive(stream, at_least):
+        got, pollable = [], stream.subscribe()
+        while len(got) < at_least:
+            got += stream.receive(100 - len(got))
+            if len(got) < at_least:
+                block(pollable)
+        return got
+
+    client = g.udp.create_udp_socket(family)
+    blocking_bind(g, client, addr(family, 0, UNSPECIFIED[family]))
+    client_incoming, client_outgoing = client.stream(address)
+    assert client_outgoing.check_send() >= 2
+    assert client_outgoing.send([{"data": b"", "remote-address": None},
+                                 {"data": b"Hello, world!", "remote-address": address}]) == 2
+    client_address = client.local_address()
+    for r in (client_incoming, client_outgoing, client):
+        r.drop()
+    datagrams = blocking_receive(server_incoming, 2)
+    assert [d["data"] for d in datagrams] == [b"", b"Hello, world!"]
+    assert all(d["remote-address"] == client_address for d in datagrams)
+
+    client = g.udp.create_udp_socket(family)
+    blocking_bind(g, client, addr(family, 0, UNSPECIFIED[family]))
+    _, client_outgoing = client.stream(None)
+    client_outgoing.check_send()
+    assert client_outgoing.send([{"data": b"Greetings, planet!", "remote-address": address}]) == 1
+    assert [d["data"] for d in blocking_receive(server_incoming, 1)] == [b"Greetings, planet!"]
+
+
+def test_wasmtime_ip_name_lookup():
+    g = inherit_network()
+    assert Variant("ipv4", (127, 0, 0, 1)) in resolve_all(g, "localhost")
+    for name, expected in [
+        ("0.0.0.0", Variant("ipv4", (0, 0, 0, 0))), ("127.0.0.1", Variant("ipv4", (127, 0, 0, 1))),
+        ("192.0.2.0", Variant("ipv4", (192, 0, 2, 0))), ("::", Variant("ipv6", (0,) * 8)),
+        ("::1", Variant("ipv6", (0,) * 7 + (1,))), ("[::]", Variant("ipv6", (0,) * 8)),
+        ("2001:0db8:0:0:0:0:0:0", Variant("ipv6", (0x2001, 0xdb8, 0, 0, 0, 0, 0, 0))),
+        ("dead:beef::", Variant("ipv6", (0xdead, 0xbeef, 0, 0, 0, 0, 0, 0))),
+        ("DEAD:BEEF::0", Variant("ipv6", (0xdead, 0xbeef, 0, 0, 0, 0, 0, 0))),
+    ]:
+        assert resolve_all(g, name)[:1] == [expected], name
+    for bad in ["", " ", "a.b<&>", "127.0.0.1:80", "[::]:80", "http://example.com/"]:
+        assert code(g.lookup.resolve_addresses, g.network, bad) == "invalid-argument", bad
