@@ -119,18 +119,6 @@ def read_all(stream, limit: int = 1 << 30) -> bytes:
     raise AssertionError("read more than expected")
 
 
-def read_exactly(stream, n: int) -> bytes:
-    out = bytearray()
-    pollable = stream.subscribe()
-    while len(out) < n:
-        data = stream.read(n - len(out))
-        if data:
-            out += data
-        else:
-            block(pollable)
-    return bytes(out)
-
-
 def write_all(stream, data: bytes) -> None:
     pollable = stream.subscribe()
     view = memoryview(data)
