@@ -54,6 +54,19 @@ def probe(request, build_guest, wasmtime_cli):
     return run
 
 
+# wasmtime-py 50's component API traps ("BUG: deferred host scope has no call context") before calling
+# the host when a function takes two borrowed host resources, e.g. tcp-socket.start-connect(self, network).
+TWO_BORROW_CALLS = {"test_tcp_connect", "test_tcp_connect_by_name", "test_tcp_listen", "test_tcp_refused",
+                    "test_tcp_denied_without_network", "test_udp", "test_socket_options"}
+
+
+@pytest.fixture(autouse=True)
+def _reference_engine_two_borrow_bug(request):
+    if request.node.originalname in TWO_BORROW_CALLS and "wasitls-reference" in request.node.name:
+        request.node.add_marker(pytest.mark.xfail(
+            strict=True, reason="wasmtime-py 50 traps on host calls with two borrowed host resources"))
+
+
 def wasmtime_command(wasmtime, cwasm, args, flags, dirs, env):
     cmd = [str(wasmtime), "run", "--allow-precompiled", *flags]
     for host, guest in (dirs or {}).items():
