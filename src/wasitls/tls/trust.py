@@ -1,0 +1,122 @@
+"""Which certificate authorities the TLS engine trusts.
+
+A `TrustStore` owns one OpenSSL X509_STORE, built once and shared by every connection that uses it
+(building the system store parses a few hundred certificates, which must not happen per connection).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import weakref
+from pathlib import Path
+
+from . import openssl as o
+
+
+class TrustError(ValueError):
+    """A trust configuration that cannot be used (missing file, no certificate in it)."""
+
+
+def _free(store: int, roots: list[int]) -> None:
+    o.X509_STORE_free(store)
+    for x509 in roots:
+        o.X509_free(x509)
+
+
+def parse_pem_certificates(data: bytes) -> list[int]:
+    """Every CERTIFICATE block of a PEM text as owned X509* pointers; other blocks are skipped."""
+    bio = o.BIO_new_mem_buf(data, len(data))  # borrows `data`, which outlives the BIO
+    certs: list[int] = []
+    try:
+        o.ERR_clear_error()
+        while True:
+            x509 = o.PEM_read_bio_X509(bio, None, None, None)
+            if not x509:
+                break
+            certs.append(x509)
+    finally:
+        o.BIO_free(bio)
+        # The loop always ends on "no start line"; a damaged block yields fewer certificates instead.
+        o.ERR_clear_error()
+    return certs
+
+
+def _system_bundle() -> tuple[str, bool]:
+    """(description, use OpenSSL's default paths) — certifi's bundle when the system has no roots."""
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile:
+        return f"system roots ({paths.cafile})", True
+    if paths.capath and any(name.endswith(".0") for name in os.listdir(paths.capath)):
+        return f"system roots ({paths.capath})", True
+    import certifi  # only needed on systems without a CA store
+
+    return f"certifi roots ({certifi.where()})", False
+
+
+class TrustStore:
+    """A set of trusted root certificates, used to verify servers (client side) or clients (server side)."""
+
+    _system: TrustStore | None = None
+    _system_lock = threading.Lock()
+
+    def __init__(self, store: int, description: str, roots: list[int]):
+        self._store = store
+        self._roots = roots  # owned X509* of an explicit store: their names go into CertificateRequest
+        self.description = description
+        weakref.finalize(self, _free, store, roots)
+
+    @classmethod
+    def system(cls) -> TrustStore:
+        """The platform's roots (honours SSL_CERT_FILE / SSL_CERT_DIR), or certifi's when it has none."""
+        with cls._system_lock:
+            if cls._system is None:
+                description, default_paths = _system_bundle()
+                store = o.X509_STORE_new()
+                o.ERR_clear_error()
+                if default_paths:
+                    ok = o.X509_STORE_set_default_paths(store)
+                else:
+                    import certifi
+
+                    ok = o.X509_STORE_load_file(store, os.fsencode(certifi.where()))
+                o.ERR_clear_error()
+                if not ok:
+                    o.X509_STORE_free(store)
+                    raise TrustError(f"cannot load {description}")
+                cls._system = cls(store, description, [])
+            return cls._system
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, description: str = "PEM roots") -> TrustStore:
+        """Exactly the CERTIFICATE blocks in `data`, nothing from the system."""
+        roots = parse_pem_certificates(bytes(data))
+        if not roots:
+            raise TrustError(f"{description}: no PEM certificate found")
+        store = o.X509_STORE_new()
+        for x509 in roots:
+            o.X509_STORE_add_cert(store, x509)  # the store takes its own reference
+        o.ERR_clear_error()
+        return cls(store, f"{description} ({len(roots)} roots)", roots)
+
+    @classmethod
+    def from_pem_file(cls, path: str | os.PathLike) -> TrustStore:
+        """Exactly the roots of a `ca_file` PEM bundle."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise TrustError(f"cannot read CA file {os.fspath(path)!r}: {exc.strerror}") from exc
+        return cls.from_pem(data, description=f"CA file {os.fspath(path)!r}")
+
+    @property
+    def x509_store(self) -> int:
+        return self._store
+
+    def add_client_ca_names(self, ssl_ptr: int) -> None:
+        """Advertise these roots' names in a server's CertificateRequest (never the system's hundreds)."""
+        for x509 in self._roots:
+            o.SSL_add_client_CA(ssl_ptr, x509)
+
+    def __repr__(self) -> str:
+        return f"TrustStore({self.description})"
