@@ -244,9 +244,12 @@ def bench_stdin(mib: int) -> None:
             size = mib if "reference" not in name else min(mib, 4)
             feed = subprocess.Popen(["head", "-c", f"{size}M", "/dev/zero"], stdout=subprocess.PIPE)
             t = time.perf_counter()
-            done = subprocess.run(cmd, stdin=feed.stdout, env=env, capture_output=True)
+            proc = subprocess.Popen(cmd, stdin=feed.stdout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            feed.stdout.close()  # the reader alone holds the pipe: if it stops early, head gets SIGPIPE
+            out, err = proc.communicate()
             dt = time.perf_counter() - t
             feed.wait()
+            done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
             status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.decode()[-300:]}"
             print(f"stdin {size} MiB in 64 KiB blocking-read ({name}): {size * (1 << 20) / dt / 1e9:.3f} GB/s "
                   f"in {dt:.2f} s, process start included [{status}]")
