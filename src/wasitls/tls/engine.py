@@ -68,7 +68,7 @@ class TLSUsageError(Exception):
 # Events
 # ---------------------------------------------------------------------------------------------
 class Event:
-    __slots__ = ()
+    """Base of everything next_event() returns."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,10 @@ def _free_contexts(contexts: dict) -> None:
 
 
 class TLSConfig:
-    """Settings shared by many connections: trust, protocol versions, key logging."""
+    """Settings shared by many connections: trust, protocol versions, key logging.
+
+    Each role's SSL_CTX is built on first use and reused; change settings by making a new config.
+    """
 
     def __init__(
         self,
@@ -302,7 +305,7 @@ def _release(ssl: int) -> None:
     o.SSL_free(ssl)  # frees both memory BIOs too
 
 
-def _alpn_wire(ids: Iterable[bytes]) -> tuple[bytes, ...]:
+def _checked_alpn_ids(ids: Iterable[bytes]) -> tuple[bytes, ...]:
     out = tuple(bytes(i) for i in ids)
     for i in out:
         if not 1 <= len(i) <= 255:
@@ -357,26 +360,34 @@ class _Engine:
         self._eof = False
         self._first_bytes_seen = False
         self._sent_close = False
-        self._handshake_done = False
         self._read_buffer: ctypes.Array | None = None
-        self._nbytes = ctypes.c_size_t()
-        self._server_name: str | None = None
+        self._nbytes = ctypes.c_size_t()  # the size_t* out-parameter of SSL_read_ex / SSL_write_ex
+        self._nbytes_ref = ctypes.byref(self._nbytes)
         self._alpn_ids: tuple[bytes, ...] = ()
-        self._peer_identity: PublicIdentity | None = None
-        self._local_identity: PrivateIdentity | None = None
-        self.bytes_received = 0
-        self.bytes_sent = 0
+
+        # Facts: None until known; the negotiated ones are recorded when the handshake completes.
+        self.handshake_complete = False
+        self.server_name: str | None = None  # client: as given; server: the SNI the client sent
+        self.protocol_version: int | None = None  # 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3)
+        self.protocol_name: str | None = None  # "TLSv1.3"
+        self.cipher_suite: int | None = None  # IANA id, e.g. 0x1301
+        self.cipher_suite_name: str | None = None  # IANA name, e.g. "TLS_AES_128_GCM_SHA256"
+        self.alpn_id: bytes | None = None
+        self.peer_identity: PublicIdentity | None = None  # the peer's verified chain, as it sent it
+        self.local_identity: PrivateIdentity | None = None  # the identity we presented, if any
+        self.bytes_received = 0  # raw bytes fed in
+        self.bytes_sent = 0  # raw bytes handed out
         self.plaintext_received = 0
         self.plaintext_sent = 0
 
     # -- raw side -----------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Raw bytes read from the peer; b"" means the peer closed its side of the TCP stream."""
+        if self._state is _State.FAILED:
+            return
         if not data:
             self._eof = True
             o.BIO_ctrl(self._rbio, o.BIO_C_SET_BUF_MEM_EOF_RETURN, 0, None)
-            return
-        if self._state is _State.FAILED:
             return
         if not self._first_bytes_seen:
             self._first_bytes_seen = True
@@ -395,6 +406,8 @@ class _Engine:
 
     def data_to_send(self) -> bytes:
         """Raw bytes to write to the peer (handshake records, ciphertext, alerts)."""
+        if not self._release.alive:
+            return b""
         pending = o.BIO_ctrl_pending(self._wbio)
         if not pending:
             return b""
@@ -417,18 +430,16 @@ class _Engine:
                 self._connected_step()
         if self._events:
             return self._events.popleft()
-        if self._state in (_State.HANDSHAKING, _State.CONNECTED):
-            return None if self._state is _State.CONNECTED and self._has_plaintext else NeedData()
-        return self._terminal  # CLOSED/FAILED: the terminal event; PAUSED: None
+        if self._state is _State.HANDSHAKING:
+            return NeedData()
+        if self._state is _State.CONNECTED:
+            return None if o.SSL_pending(self._ssl) > 0 else NeedData()
+        return self._terminal  # CLOSED/FAILED: the terminal event; PAUSED: None (no terminal yet)
 
     @property
     def paused(self) -> Event | None:
         """The pause event the handshake waits on, if any."""
         return self._pause
-
-    @property
-    def handshake_complete(self) -> bool:
-        return self._handshake_done
 
     @property
     def failure(self) -> str | None:
@@ -463,8 +474,12 @@ class _Engine:
             self.abort()
 
     def release(self) -> None:
-        """Free the OpenSSL objects now instead of at garbage collection."""
-        self._release()
+        """Free the OpenSSL objects now instead of at garbage collection; the engine is then dead."""
+        if self._release.alive:
+            self._release()
+            self._state = _State.FAILED  # every later call takes a path that never touches OpenSSL
+            self._pause = None
+            self._terminal = self._terminal or Failed("the connection was released")
 
     # -- plaintext side ---------------------------------------------------------------------------
     def send_plaintext(self, data: bytes | bytearray | memoryview) -> int:
@@ -481,7 +496,7 @@ class _Engine:
         if n == 0:
             return 0
         o.ERR_clear_error()
-        if not o.SSL_write_ex(self._ssl, pointer, n, ctypes.byref(self._nbytes)):
+        if not o.SSL_write_ex(self._ssl, pointer, n, self._nbytes_ref):
             self._fail(self._failure_reason(handshake=False))
             return 0
         written = self._nbytes.value
@@ -489,78 +504,42 @@ class _Engine:
         return written
 
     def read_plaintext(self, max_bytes: int = READ_BUFFER) -> bytes:
-        """Decrypted application data available now (b"" if none; then next_event() says why)."""
-        if self._state is not _State.CONNECTED or max_bytes <= 0:
-            return b""
-        buf = self._read_buffer
-        if buf is None or len(buf) < max_bytes:
-            buf = self._read_buffer = (ctypes.c_char * max(max_bytes, READ_BUFFER))()
-        base = ctypes.addressof(buf)
+        """Decrypted application data available now, at most min(max_bytes, READ_BUFFER) bytes
+        (b"" if none: then next_event() says whether to feed more bytes or the peer closed)."""
+        if self._read_buffer is None:  # allocated on first use: idle connections stay small
+            self._read_buffer = (ctypes.c_char * READ_BUFFER)()
+        buffer = self._read_buffer
+        n = self._read_into(ctypes.addressof(buffer), min(max_bytes, READ_BUFFER))
+        return ctypes.string_at(buffer, n) if n else b""
+
+    def read_plaintext_into(self, buffer) -> int:
+        """Like read_plaintext, but decrypts straight into a writable buffer (bytearray, memoryview,
+        ctypes array: e.g. a guest's linear memory), saving a copy; returns the byte count."""
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        return self._read_into(ctypes.addressof(ctypes.c_char.from_buffer(view)), len(view))
+
+    def _read_into(self, address: int, size: int) -> int:
+        if self._state is not _State.CONNECTED or size <= 0:
+            return 0
         total = 0
-        nbytes = self._nbytes
-        ssl = self._ssl
-        while total < max_bytes:
-            o.ERR_clear_error()
-            if not o.SSL_read_ex(ssl, base + total, max_bytes - total, ctypes.byref(nbytes)):
+        nbytes, nbytes_ref, ssl, read = self._nbytes, self._nbytes_ref, self._ssl, o.SSL_read_ex
+        o.ERR_clear_error()  # once: a successful read leaves the queue empty, as SSL_get_error needs
+        while total < size:
+            if not read(ssl, address + total, size - total, nbytes_ref):
                 self._after_read_error(o.SSL_get_error(ssl, 0))
                 break
             total += nbytes.value
         self.plaintext_received += total
-        return ctypes.string_at(base, total) if total else b""
-
-    @property
-    def _has_plaintext(self) -> bool:
-        return o.SSL_pending(self._ssl) > 0
-
-    # -- facts -------------------------------------------------------------------------------------
-    @property
-    def server_name(self) -> str | None:
-        return self._server_name
-
-    @property
-    def protocol_version(self) -> int | None:
-        """0x0303 for TLS 1.2, 0x0304 for TLS 1.3, once the handshake is done."""
-        return o.SSL_version(self._ssl) if self._handshake_done else None
-
-    @property
-    def protocol_name(self) -> str | None:
-        return o.SSL_get_version(self._ssl).decode() if self._handshake_done else None
-
-    @property
-    def cipher_suite(self) -> int | None:
-        """The IANA 16-bit cipher suite id (e.g. 0x1301)."""
-        cipher = o.SSL_get_current_cipher(self._ssl) if self._handshake_done else None
-        return o.SSL_CIPHER_get_protocol_id(cipher) if cipher else None
-
-    @property
-    def cipher_suite_name(self) -> str | None:
-        """The IANA name, e.g. TLS_AES_128_GCM_SHA256."""
-        cipher = o.SSL_get_current_cipher(self._ssl) if self._handshake_done else None
-        return o.SSL_CIPHER_standard_name(cipher).decode() if cipher else None
-
-    @property
-    def alpn_id(self) -> bytes | None:
-        if not self._handshake_done:
-            return None
-        data, length = ctypes.c_void_p(), ctypes.c_uint()
-        o.SSL_get0_alpn_selected(self._ssl, ctypes.byref(data), ctypes.byref(length))
-        return ctypes.string_at(data.value, length.value) if data.value and length.value else None
-
-    @property
-    def peer_identity(self) -> PublicIdentity | None:
-        """The peer's verified chain as it sent it (end-entity first)."""
-        return self._peer_identity
-
-    @property
-    def local_identity(self) -> PrivateIdentity | None:
-        return self._local_identity
+        return total
 
     # -- driving OpenSSL -----------------------------------------------------------------------------
     def _handshake_step(self) -> None:
         o.ERR_clear_error()
         rc = o.SSL_do_handshake(self._ssl)
         if rc == 1:
-            self._handshake_done = True
+            self.handshake_complete = True
             self._state = _State.CONNECTED
             self._on_handshake_complete()
             self._events.append(HandshakeComplete())
@@ -577,7 +556,7 @@ class _Engine:
         if o.SSL_pending(self._ssl) > 0:
             return
         o.ERR_clear_error()
-        if not o.SSL_peek_ex(self._ssl, self._peek_buffer, 1, ctypes.byref(self._nbytes)):
+        if not o.SSL_peek_ex(self._ssl, self._peek_buffer, 1, self._nbytes_ref):
             self._after_read_error(o.SSL_get_error(self._ssl, 0))
 
     _peek_buffer = ctypes.create_string_buffer(1)  # SSL_peek_ex copies one byte here; never read
@@ -590,17 +569,25 @@ class _Engine:
             self._peer_closed(True, "peer sent close_notify")
             return
         codes = self._drain_errors()
-        alert = _alert_in(codes)
-        if alert is None and (self._eof or err == o.SSL_ERROR_SYSCALL):
+        if _alert_in(codes) is None and (self._eof or err == o.SSL_ERROR_SYSCALL):
             self._peer_closed(False, "truncated: peer closed without close_notify")
         else:
-            self._fail(alert or self._failure_reason(handshake=False, codes=codes))
+            self._fail(self._failure_reason(handshake=False, codes=codes))
 
     def _after_read(self) -> None:
         """Hook for post-handshake work noticed while reading (server: client identity)."""
 
     def _on_handshake_complete(self) -> None:
-        self._peer_identity = self._fetch_peer_identity()
+        ssl = self._ssl
+        self.protocol_version = o.SSL_version(ssl)
+        self.protocol_name = o.SSL_get_version(ssl).decode()
+        cipher = o.SSL_get_current_cipher(ssl)
+        self.cipher_suite = o.SSL_CIPHER_get_protocol_id(cipher)
+        self.cipher_suite_name = o.SSL_CIPHER_standard_name(cipher).decode()
+        data, length = ctypes.c_void_p(), ctypes.c_uint()
+        o.SSL_get0_alpn_selected(ssl, ctypes.byref(data), ctypes.byref(length))
+        self.alpn_id = ctypes.string_at(data.value, length.value) if length.value else None
+        self.peer_identity = self._fetch_peer_identity()
 
     def _fetch_peer_identity(self) -> PublicIdentity | None:
         chain = o.stack_of_x509_to_der(o.SSL_get_peer_cert_chain(self._ssl))
@@ -674,7 +661,9 @@ def _alert_in(codes: list[int]) -> str | None:
 
 
 class ClientEngine(_Engine):
-    """A TLS client. `server_name` is verified against the certificate (DNS name or IP literal)."""
+    """A TLS client. The chain is always verified against `config`'s trust; `server_name` (a DNS
+    name, sent as SNI, or an IP literal, matched to IP SANs and not sent) against the certificate.
+    With server_name None no name is checked: the caller must check the identity itself."""
 
     _role = "client"
 
@@ -705,7 +694,7 @@ class ClientEngine(_Engine):
     def _set_server_name(self, name: str) -> None:
         if not name or "\x00" in name:
             raise ValueError(f"invalid server name {name!r}")
-        self._server_name = name
+        self.server_name = name
         try:
             ip = ipaddress.ip_address(name.strip("[]"))
         except ValueError:
@@ -726,7 +715,7 @@ class ClientEngine(_Engine):
         """ALPN ids to offer, most preferred first; only before the handshake starts."""
         if self._state is not _State.IDLE:
             raise TLSUsageError("ALPN ids can only be configured before the handshake starts")
-        self._alpn_ids = _alpn_wire(ids)
+        self._alpn_ids = _checked_alpn_ids(ids)
         if self._alpn_ids:
             wire = b"".join(bytes([len(i)]) + i for i in self._alpn_ids)
             if o.SSL_set_alpn_protos(self._ssl, wire, len(wire)) != 0:  # 0 is success here
@@ -736,7 +725,6 @@ class ClientEngine(_Engine):
         """Accept the server identity the handshake paused on (OpenSSL has already verified it)."""
         if not isinstance(self._pause, ServerIdentityReceived):
             raise TLSUsageError("verify_accept() needs a handshake paused at ServerIdentityReceived")
-        self._verify_accepted = True
         self.resume()
 
     def respond_client_identity(self, identity: PrivateIdentity | None) -> None:
@@ -744,10 +732,10 @@ class ClientEngine(_Engine):
         if not isinstance(self._pause, ClientIdentityRequested):
             raise TLSUsageError("respond_client_identity() needs a handshake paused at ClientIdentityRequested")
         self._client_identity = identity
-        self._cert_request_answered = True
         self.resume()
 
     def resume(self) -> None:
+        # The callback that paused runs again on resumption: these flags tell it to proceed.
         if isinstance(self._pause, ServerIdentityReceived):
             self._verify_accepted = True
         elif isinstance(self._pause, ClientIdentityRequested):
@@ -770,21 +758,21 @@ class ClientEngine(_Engine):
     def _on_certificate_request(self) -> int:
         if self._abort_requested:
             return 0
-        in_handshake = not self._handshake_done
+        in_handshake = not self.handshake_complete
         if in_handshake and self.pause_on_cert_request and not self._cert_request_answered:
             self._pause_with(ClientIdentityRequested())
             return -1
         identity = self._client_identity
         if identity is not None:
             identity.install(self._ssl)
-            self._local_identity = identity
+            self.local_identity = identity
         return 1
 
     def _verify_failure(self, code: int) -> str:
         if code == o.X509_V_ERR_HOSTNAME_MISMATCH:
-            return f"hostname mismatch: certificate is not valid for {self._server_name!r}"
+            return f"hostname mismatch: certificate is not valid for {self.server_name!r}"
         if code == o.X509_V_ERR_IP_ADDRESS_MISMATCH:
-            return f"IP address mismatch: certificate is not valid for {self._server_name!r}"
+            return f"IP address mismatch: certificate is not valid for {self.server_name!r}"
         return super()._verify_failure(code)
 
 
@@ -806,18 +794,15 @@ class ServerEngine(_Engine):
         self.pause_on_client_hello = pause_on_client_hello
         self.client_trust = client_trust
         self._identities = list(identities)
-        self._alpn_ids = _alpn_wire(alpn_ids)
+        self._alpn_ids = _checked_alpn_ids(alpn_ids)
         self._alpn_buffers: list[ctypes.Array] = []
-        self._client_hello: ClientHelloReceived | None = None
+        self.client_hello: ClientHelloReceived | None = None  # what the client offered, once received
         self._identities_installed = False
         self._client_identity_requested = False
+        self._verifying_clients = False
         self._pha_pending = False
         self._pha_done = False
         o.SSL_set_accept_state(self._ssl)
-
-    @property
-    def client_hello(self) -> ClientHelloReceived | None:
-        return self._client_hello
 
     def _configurable(self) -> bool:
         return self._state is _State.IDLE or isinstance(self._pause, ClientHelloReceived)
@@ -832,7 +817,7 @@ class ServerEngine(_Engine):
         """ALPN ids the server accepts, most preferred first; until the ClientHello pause."""
         if not self._configurable():
             raise TLSUsageError("ALPN ids can only be configured up to the ClientHello pause")
-        self._alpn_ids = _alpn_wire(ids)
+        self._alpn_ids = _checked_alpn_ids(ids)
 
     def request_client_identity(self) -> None:
         """Ask for a client certificate: in the handshake (until the ClientHello pause) or, on
@@ -843,6 +828,8 @@ class ServerEngine(_Engine):
             return
         if self._state is not _State.CONNECTED:
             raise TLSUsageError(f"cannot request a client identity on a connection that is {self._state.value}")
+        if self._pha_pending:
+            raise TLSUsageError("a post-handshake client identity request is already pending")
         if o.SSL_version(self._ssl) != TLS1_3:
             raise TLSUsageError(
                 "post-handshake client authentication needs TLS 1.3 (TLS 1.2 renegotiation is not supported)"
@@ -859,9 +846,14 @@ class ServerEngine(_Engine):
         self._pha_pending, self._pha_done = True, False
 
     def _verify_clients(self) -> None:
-        trust = self.client_trust or self.config.trust_store()
-        if trust is not self.config.trust_store():
-            o.SSL_ctrl(self._ssl, o.SSL_CTRL_SET_VERIFY_CERT_STORE, 1, trust.x509_store)
+        if self._verifying_clients:  # once: CA names would otherwise be listed twice
+            return
+        self._verifying_clients = True
+        trust = self.client_trust
+        if trust is None:
+            trust = self.config.trust_store()  # the context's own store already
+        else:
+            o.SSL_ctrl(self._ssl, o.SSL_CTRL_SET_VERIFY_CERT_STORE, 1, trust.x509_store)  # set1: up-ref
         trust.add_client_ca_names(self._ssl)
         o.SSL_set_verify(self._ssl, o.SSL_VERIFY_PEER, None)
 
@@ -875,16 +867,16 @@ class ServerEngine(_Engine):
     def _on_handshake_complete(self) -> None:
         super()._on_handshake_complete()
         chosen = o.SSL_get_certificate(self._ssl)
-        self._local_identity = next((i for i in self._identities if i.owns_certificate(chosen)), None)
+        self.local_identity = next((i for i in self._identities if i.owns_certificate(chosen)), None)
         if self._client_identity_requested:
-            self._events.append(ClientIdentityReceived(self._peer_identity))
+            self._events.append(ClientIdentityReceived(self.peer_identity))
 
     def _after_read(self) -> None:
         if self._pha_pending and self._pha_done:
             self._pha_pending = False
             o.SSL_set_info_callback(self._ssl, o.InfoCallback())  # NULL: no more calls per state change
-            self._peer_identity = self._fetch_peer_identity()
-            self._events.append(ClientIdentityReceived(self._peer_identity, post_handshake=True))
+            self.peer_identity = self._fetch_peer_identity()
+            self._events.append(ClientIdentityReceived(self.peer_identity, post_handshake=True))
 
     # Called by OpenSSL through the module-level callbacks.
     def _on_flight_processed(self) -> None:
@@ -894,11 +886,11 @@ class ServerEngine(_Engine):
     def _on_client_hello(self) -> int:
         if self._abort_requested:
             return o.SSL_CLIENT_HELLO_ERROR
-        if self._client_hello is None:
-            self._client_hello = self._read_client_hello()
-            self._server_name = self._client_hello.server_name
+        if self.client_hello is None:
+            self.client_hello = self._read_client_hello()
+            self.server_name = self.client_hello.server_name
             if self.pause_on_client_hello:
-                self._pause_with(self._client_hello)
+                self._pause_with(self.client_hello)
                 return o.SSL_CLIENT_HELLO_RETRY
         if not self._identities_installed:  # once: a HelloRetryRequest brings a second ClientHello
             if not self._identities:

@@ -24,16 +24,25 @@ from ctypes import (
 )
 
 
-def _load(name: str, fallback: str) -> ctypes.CDLL:
-    path = ctypes.util.find_library(name) or fallback
-    try:
-        return ctypes.CDLL(path)
-    except OSError as exc:  # the engine is useless without OpenSSL: say what to install
-        raise ImportError(f"wasitls needs OpenSSL 3 ({fallback}); install libssl3: {exc}") from exc
+def _load(soname: str, name: str) -> ctypes.CDLL:
+    # The soname first: it is the OpenSSL 3 that Python's own _ssl links; find_library may pick 1.1.
+    for path in (soname, ctypes.util.find_library(name)):
+        if path:
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    raise ImportError(f"wasitls needs OpenSSL 3 ({soname}): install libssl3 (Debian: apt-get install libssl3)")
 
 
-libcrypto = _load("crypto", "libcrypto.so.3")
-libssl = _load("ssl", "libssl.so.3")
+libcrypto = _load("libcrypto.so.3", "crypto")
+libssl = _load("libssl.so.3", "ssl")
+
+OPENSSL_MIN_VERSION = 0x30000020  # 3.0.2 added SSL_set_retry_verify, which the client pause needs
+_version = libcrypto.OpenSSL_version_num
+_version.restype, _version.argtypes = ctypes.c_ulong, []
+if _version() < OPENSSL_MIN_VERSION:
+    raise ImportError(f"wasitls needs OpenSSL 3.0.2 or later, found {_version():#x}")
 
 c_void_pp = POINTER(c_void_p)
 c_size_t_p = POINTER(c_size_t)
@@ -65,10 +74,8 @@ PemPasswordCallback = CFUNCTYPE(c_int, c_void_p, c_int, c_int, c_void_p)
 
 # --- libcrypto: errors ---
 ERR_get_error = _declare(libcrypto, "ERR_get_error", c_ulong)
-ERR_peek_error = _declare(libcrypto, "ERR_peek_error", c_ulong)
 ERR_clear_error = _declare(libcrypto, "ERR_clear_error", None)
 ERR_reason_error_string = _declare(libcrypto, "ERR_reason_error_string", c_char_p, c_ulong)
-ERR_error_string_n = _declare(libcrypto, "ERR_error_string_n", None, c_ulong, c_char_p, c_size_t)
 
 ERR_LIB_SSL = 20
 _ERR_SYSTEM_FLAG = 0x80000000
@@ -89,7 +96,6 @@ BIO_s_mem = _declare(libcrypto, "BIO_s_mem", c_void_p)
 BIO_new = _declare(libcrypto, "BIO_new", c_void_p, c_void_p)
 BIO_new_mem_buf = _declare(libcrypto, "BIO_new_mem_buf", c_void_p, c_void_p, c_int)
 BIO_free = _declare(libcrypto, "BIO_free", c_int, c_void_p)
-BIO_read = _declare(libcrypto, "BIO_read", c_int, c_void_p, c_void_p, c_int)
 BIO_write = _declare(libcrypto, "BIO_write", c_int, c_void_p, c_void_p, c_int)
 BIO_ctrl = _declare(libcrypto, "BIO_ctrl", c_long, c_void_p, c_int, c_long, c_void_p)
 BIO_ctrl_pending = _declare(libcrypto, "BIO_ctrl_pending", c_size_t, c_void_p)
@@ -99,7 +105,6 @@ BIO_C_SET_BUF_MEM_EOF_RETURN = 130
 
 # --- libcrypto: X509, keys, stacks ---
 X509_free = _declare(libcrypto, "X509_free", None, c_void_p)
-X509_up_ref = _declare(libcrypto, "X509_up_ref", c_int, c_void_p)
 i2d_X509 = _declare(libcrypto, "i2d_X509", c_int, c_void_p, c_void_pp)
 d2i_X509 = _declare(libcrypto, "d2i_X509", c_void_p, c_void_p, c_void_pp, c_long)
 PEM_read_bio_X509 = _declare(libcrypto, "PEM_read_bio_X509", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p)
@@ -115,7 +120,6 @@ X509_STORE_add_cert = _declare(libcrypto, "X509_STORE_add_cert", c_int, c_void_p
 X509_STORE_set_default_paths = _declare(libcrypto, "X509_STORE_set_default_paths", c_int, c_void_p)
 X509_STORE_load_file = _declare(libcrypto, "X509_STORE_load_file", c_int, c_void_p, c_char_p)
 X509_STORE_CTX_get_ex_data = _declare(libcrypto, "X509_STORE_CTX_get_ex_data", c_void_p, c_void_p, c_int)
-X509_STORE_CTX_get_error = _declare(libcrypto, "X509_STORE_CTX_get_error", c_int, c_void_p)
 X509_STORE_CTX_set_error = _declare(libcrypto, "X509_STORE_CTX_set_error", None, c_void_p, c_int)
 X509_STORE_CTX_get0_untrusted = _declare(libcrypto, "X509_STORE_CTX_get0_untrusted", c_void_p, c_void_p)
 X509_VERIFY_PARAM_set1_ip_asc = _declare(libcrypto, "X509_VERIFY_PARAM_set1_ip_asc", c_int, c_void_p, c_char_p)
@@ -197,7 +201,6 @@ SSL_add_client_CA = _declare(libssl, "SSL_add_client_CA", c_int, c_void_p, c_voi
 SSL_get_certificate = _declare(libssl, "SSL_get_certificate", c_void_p, c_void_p)
 SSL_get0_peer_certificate = _declare(libssl, "SSL_get0_peer_certificate", c_void_p, c_void_p)
 SSL_get_peer_cert_chain = _declare(libssl, "SSL_get_peer_cert_chain", c_void_p, c_void_p)
-SSL_get_servername = _declare(libssl, "SSL_get_servername", c_char_p, c_void_p, c_int)
 SSL_version = _declare(libssl, "SSL_version", c_int, c_void_p)
 SSL_get_version = _declare(libssl, "SSL_get_version", c_char_p, c_void_p)
 SSL_get_current_cipher = _declare(libssl, "SSL_get_current_cipher", c_void_p, c_void_p)
@@ -221,13 +224,8 @@ SSL_MODE_NO_AUTO_CHAIN = 0x8
 SSL_OP_NO_TICKET = 1 << 14
 SSL_OP_NO_COMPRESSION = 1 << 17
 SSL_OP_NO_RENEGOTIATION = 1 << 30
-SSL_VERIFY_NONE = 0x00
 SSL_VERIFY_PEER = 0x01
-SSL_VERIFY_POST_HANDSHAKE = 0x08
-SSL_ERROR_NONE = 0
-SSL_ERROR_SSL = 1
 SSL_ERROR_WANT_READ = 2
-SSL_ERROR_WANT_WRITE = 3
 SSL_ERROR_WANT_X509_LOOKUP = 4
 SSL_ERROR_SYSCALL = 5
 SSL_ERROR_ZERO_RETURN = 6
