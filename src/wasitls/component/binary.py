@@ -1,7 +1,7 @@
 """The component binary format (design/mvp/Binary.md), parsed into plain definitions.
 
 `parse_component(wasm)` returns a `Component`: its definitions in binary order, each a small
-dataclass named after the grammar rule it comes from. Core modules stay as bytes (wasmtime compiles
+definition named after the grammar rule it comes from. Core modules stay as bytes (wasmtime compiles
 them). Nothing here resolves an index: that is the runtime's walk over `Component.definitions`.
 
 Features this host does not implement (the async ABI, `stream`/`future`/`error-context`, threads,
@@ -10,74 +10,62 @@ value definitions) are rejected here, with one line naming the feature and where
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from .engine import ComponentError
 
-# -- definitions --------------------------------------------------------------------------------
+# -- definitions (NamedTuples: cheap to define, and start-up time counts) --------------------------
 
 
-@dataclass(slots=True)
-class CoreModule:
+class CoreModule(NamedTuple):
     wasm: bytes
     offset: int
 
 
-@dataclass(slots=True)
-class CoreInstantiate:
+class CoreInstantiate(NamedTuple):
     module: int
     args: list[tuple[str, int]]  # (import module name, core instance index)
 
 
-@dataclass(slots=True)
-class CoreInlineExports:
+class CoreInlineExports(NamedTuple):
     exports: list[tuple[str, str, int]]  # (name, core sort, index)
 
 
-@dataclass(slots=True)
-class CoreFuncType:
+class CoreFuncType(NamedTuple):
     params: tuple[str, ...]
     results: tuple[str, ...]
 
 
-@dataclass(slots=True)
-class CoreModuleType:
+class CoreModuleType(NamedTuple):
     decls: list[Any]  # kept only to be skipped: importing core modules is not served
 
 
-@dataclass(slots=True)
-class CoreTypeDef:
+class CoreTypeDef(NamedTuple):
     type: Union[CoreFuncType, CoreModuleType, None]  # None: a GC type we parse past but never use
 
 
-@dataclass(slots=True)
-class Instantiate:
+class Instantiate(NamedTuple):
     component: int
     args: list[tuple[str, str, int]]  # (name, sort, index)
 
 
-@dataclass(slots=True)
-class InlineExports:
+class InlineExports(NamedTuple):
     exports: list[tuple[str, str, int]]  # (name, sort, index)
 
 
-@dataclass(slots=True)
-class AliasExport:
+class AliasExport(NamedTuple):
     sort: str
     instance: int
     name: str
 
 
-@dataclass(slots=True)
-class AliasCoreExport:
+class AliasCoreExport(NamedTuple):
     sort: str
     instance: int
     name: str
 
 
-@dataclass(slots=True)
-class AliasOuter:
+class AliasOuter(NamedTuple):
     sort: str
     count: int
     index: int
@@ -89,77 +77,63 @@ Alias = Union[AliasExport, AliasCoreExport, AliasOuter]
 ValTypeRef = Union[int, str]
 
 
-@dataclass(slots=True)
-class RecordDef:
+class RecordDef(NamedTuple):
     fields: list[tuple[str, ValTypeRef]]
 
 
-@dataclass(slots=True)
-class VariantDef:
+class VariantDef(NamedTuple):
     cases: list[tuple[str, ValTypeRef | None]]
 
 
-@dataclass(slots=True)
-class ListDef:
+class ListDef(NamedTuple):
     elem: ValTypeRef
     length: int | None = None
 
 
-@dataclass(slots=True)
-class TupleDef:
+class TupleDef(NamedTuple):
     elems: list[ValTypeRef]
 
 
-@dataclass(slots=True)
-class FlagsDef:
+class FlagsDef(NamedTuple):
     labels: list[str]
 
 
-@dataclass(slots=True)
-class EnumDef:
+class EnumDef(NamedTuple):
     labels: list[str]
 
 
-@dataclass(slots=True)
-class OptionDef:
+class OptionDef(NamedTuple):
     elem: ValTypeRef
 
 
-@dataclass(slots=True)
-class ResultDef:
+class ResultDef(NamedTuple):
     ok: ValTypeRef | None
     err: ValTypeRef | None
 
 
-@dataclass(slots=True)
-class OwnDef:
+class OwnDef(NamedTuple):
     resource: int
 
 
-@dataclass(slots=True)
-class BorrowDef:
+class BorrowDef(NamedTuple):
     resource: int
 
 
-@dataclass(slots=True)
-class PrimDef:
+class PrimDef(NamedTuple):
     name: str
 
 
-@dataclass(slots=True)
-class FuncTypeDef:
+class FuncTypeDef(NamedTuple):
     params: list[tuple[str, ValTypeRef]]
     result: ValTypeRef | None
 
 
-@dataclass(slots=True)
-class ResourceDef:
+class ResourceDef(NamedTuple):
     rep: str
     dtor: int | None
 
 
-@dataclass(slots=True)
-class ExternType:
+class ExternType(NamedTuple):
     """What an import or export is: sort ('func', 'instance', 'type', ...) and its type.
 
     For 'type': `index` is the type of an `(eq i)` bound, or None for `(sub resource)`.
@@ -169,103 +143,92 @@ class ExternType:
     index: int | None
 
 
-@dataclass(slots=True)
-class DeclType:
+class DeclType(NamedTuple):
     type: Any  # a deftype
 
 
-@dataclass(slots=True)
-class DeclCoreType:
+class DeclCoreType(NamedTuple):
     type: CoreTypeDef
 
 
-@dataclass(slots=True)
-class DeclAlias:
+class DeclAlias(NamedTuple):
     alias: Alias
 
 
-@dataclass(slots=True)
-class DeclExport:
+class DeclExport(NamedTuple):
     name: str
     extern: ExternType
 
 
-@dataclass(slots=True)
-class DeclImport:
+class DeclImport(NamedTuple):
     name: str
     extern: ExternType
 
 
-@dataclass(slots=True)
-class InstanceTypeDef:
+class InstanceTypeDef(NamedTuple):
     decls: list[Any]
 
 
-@dataclass(slots=True)
-class ComponentTypeDef:
+class ComponentTypeDef(NamedTuple):
     decls: list[Any]
 
 
-@dataclass(slots=True)
-class TypeDef:
+class TypeDef(NamedTuple):
     type: Any  # one of the *Def classes above
 
 
-@dataclass(slots=True)
 class CanonOptions:
-    string_encoding: str = "utf8"
-    memory: int | None = None
-    realloc: int | None = None
-    post_return: int | None = None
+    __slots__ = ("string_encoding", "memory", "realloc", "post_return")
+
+    def __init__(self) -> None:
+        self.string_encoding = "utf8"
+        self.memory: int | None = None
+        self.realloc: int | None = None
+        self.post_return: int | None = None
 
 
-@dataclass(slots=True)
-class CanonLift:
+class CanonLift(NamedTuple):
     core_func: int
     options: CanonOptions
     type: int
 
 
-@dataclass(slots=True)
-class CanonLower:
+class CanonLower(NamedTuple):
     func: int
     options: CanonOptions
 
 
-@dataclass(slots=True)
-class CanonResourceNew:
+class CanonResourceNew(NamedTuple):
     type: int
 
 
-@dataclass(slots=True)
-class CanonResourceDrop:
+class CanonResourceDrop(NamedTuple):
     type: int
 
 
-@dataclass(slots=True)
-class CanonResourceRep:
+class CanonResourceRep(NamedTuple):
     type: int
 
 
-@dataclass(slots=True)
-class Import:
+class Import(NamedTuple):
     name: str
     extern: ExternType
 
 
-@dataclass(slots=True)
-class Export:
+class Export(NamedTuple):
     name: str
     sort: str
     index: int
     extern: ExternType | None
 
 
-@dataclass(slots=True)
 class Component:
-    definitions: list[Any] = field(default_factory=list)
-    offset: int = 0
-    depth: int = 0
+    __slots__ = ("definitions", "offset", "depth")
+
+    def __init__(self, offset: int = 0, depth: int = 0):
+        self.definitions: list[Any] = []
+        self.offset = offset
+        self.depth = depth
 
     @property
     def imports(self) -> list[Import]:

@@ -10,7 +10,7 @@ from . import binary as B
 from . import canonical as C
 from .engine import CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, Progress
 from .host import HostLinker, split_name
-from .runtime import HostFunc, InstanceValue, Runtime, compile_modules
+from .runtime import CompiledModule, HostFunc, InstanceValue, Runtime, load_component
 from .values import Trap
 
 
@@ -21,13 +21,12 @@ class FastEngine(Engine):
         self.wt_engine = wasmtime.Engine()
 
     def load(self, wasm: bytes, *, cache: CompileCache, progress: Progress | None = None) -> "FastComponent":
-        comp = B.parse_component(bytes(wasm))
-        modules = compile_modules(self.wt_engine, comp, cache, progress)
+        comp, modules = load_component(self.wt_engine, bytes(wasm), cache, progress)
         return FastComponent(self, comp, modules)
 
 
 class FastComponent(LoadedComponent):
-    def __init__(self, engine: FastEngine, comp: B.Component, modules: dict[int, wasmtime.Module]):
+    def __init__(self, engine: FastEngine, comp: B.Component, modules: dict[int, CompiledModule]):
         self.engine = engine
         self.comp = comp
         self.modules = modules

@@ -11,12 +11,14 @@ unchecked callback (`wasmtime_func_new_unchecked`, reading and writing `wasmtime
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
-from ctypes import CFUNCTYPE, POINTER, addressof, c_size_t, c_uint64, c_void_p
+import os
+import pickle
+from ctypes import CFUNCTYPE, POINTER, addressof, byref, c_size_t, c_uint64, c_void_p
 from typing import Any, Callable
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
 
 from . import binary as B
 from . import canonical as C
@@ -25,7 +27,23 @@ from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports
 from .host import HostLinker, host_function, resource_class
 from .values import GuestExit, Trap
 
-WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+
+
+def _wasmtime_version() -> str:
+    """The installed wasmtime's version, read from its dist-info name (importlib.metadata costs 10 ms)."""
+    site = os.path.dirname(os.path.dirname(wasmtime.__file__))
+    try:
+        for entry in os.listdir(site):
+            if entry.startswith("wasmtime-") and entry.endswith(".dist-info"):
+                return entry[len("wasmtime-"):-len(".dist-info")]
+    except OSError:
+        pass
+    import importlib.metadata
+
+    return importlib.metadata.version("wasmtime")
+
+
+WASMTIME_VERSION = _wasmtime_version()
 LARGE_MODULE = 1 << 20  # modules above this size print a progress line while they compile
 
 # -- raw access to wasmtime's C API -----------------------------------------------------------
@@ -39,6 +57,10 @@ _func_call_unchecked = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_
 _memory_data = CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
 _memory_data_size = CFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
 _trap_new = CFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
+_instance_export_get = CFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
+    ("wasmtime_instance_export_get", _dll))
+_instance_new = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
+    ("wasmtime_instance_new", _dll))
 _memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
 _memoryview_from_memory.restype = ctypes.py_object
 _memoryview_from_memory.argtypes = [c_void_p, ctypes.c_ssize_t, ctypes.c_int]
@@ -81,6 +103,48 @@ class LinearMemory:
             self._view = _memoryview_from_memory(base, size, _PYBUF_WRITE) if size else memoryview(b"")
             self._size = size
         return self._view  # type: ignore[return-value]
+
+
+class CoreExports:
+    """A core instance's exports, looked up one name at a time (wasmtime_instance_export_get):
+    listing all of them costs more than the instantiation itself for modules with thousands."""
+
+    __slots__ = ("_ctx", "_instance", "_addr", "_found")
+
+    def __init__(self, ctx: int, instance: Any):
+        self._ctx = ctx
+        self._instance = instance  # a wasmtime_instance_t
+        self._addr = addressof(instance)
+        self._found: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        found = self._found.get(name)
+        if found is None:
+            raw = name.encode("utf-8")
+            item = ffi.wasmtime_extern_t()
+            if not _instance_export_get(self._ctx, self._addr, raw, len(raw), addressof(item)):
+                raise KeyError(name)
+            found = self._found[name] = _wrap_extern(item)
+        return found
+
+
+def _wrap_extern(item: Any) -> Any:
+    kind = item.kind
+    if kind == _EXTERN_FUNC:
+        return wasmtime.Func._from_raw(item.of.func)
+    if kind == _EXTERN_MEMORY:
+        return wasmtime.Memory._from_raw(item.of.memory)
+    if kind == _EXTERN_GLOBAL:
+        return wasmtime.Global._from_raw(item.of.global_)
+    if kind == _EXTERN_TABLE:
+        return wasmtime.Table._from_raw(item.of.table)
+    return wrap_extern(item)
+
+
+_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
+_EXTERN_MEMORY = ffi.WASMTIME_EXTERN_MEMORY.value
+_EXTERN_GLOBAL = ffi.WASMTIME_EXTERN_GLOBAL.value
+_EXTERN_TABLE = ffi.WASMTIME_EXTERN_TABLE.value
 
 
 class CoreCall:
@@ -214,7 +278,7 @@ class Scope:
 class Runtime:
     """Everything one instantiation owns: the store, the callbacks, what a trap left behind."""
 
-    def __init__(self, engine: wasmtime.Engine, modules: dict[int, wasmtime.Module], linker: HostLinker):
+    def __init__(self, engine: wasmtime.Engine, modules: dict[int, "CompiledModule"], linker: HostLinker):
         self.engine = engine
         self.store = wasmtime.Store(engine)
         self.ctx = ctypes.cast(self.store._context(), c_void_p).value
@@ -227,7 +291,7 @@ class Runtime:
         self._memories: dict[int, LinearMemory] = {}
         self._calls: dict[tuple[int, int, int], CoreCall] = {}
         self._host_resources: dict[tuple[int, str], T.ResourceType] = {}
-        self._import_types: dict[int, list[Any]] = {}
+        self._functypes: dict[tuple, wasmtime.FuncType] = {}
 
     # traps --------------------------------------------------------------------------------------
 
@@ -285,10 +349,17 @@ class Runtime:
 
         cb = RAW_CALLBACK(callback)
         self._keep.append(cb)
-        ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
         func = ffi.wasmtime_func_t()
-        _func_new_unchecked(self.ctx, ctypes.cast(ty.ptr(), c_void_p).value, cb, None, None, addressof(func))
+        _func_new_unchecked(self.ctx, self.functype(params, results), cb, None, None, addressof(func))
         return wasmtime.Func._from_raw(func)
+
+    def functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
+        key = (params, results)
+        ty = self._functypes.get(key)
+        if ty is None:
+            ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
+            self._functypes[key] = ty
+        return ctypes.cast(ty.ptr(), c_void_p).value  # type: ignore[return-value]
 
     def core_call(self, func: Any, nparams: int, nresults: int) -> CoreCall:
         if not isinstance(func, wasmtime.Func):
@@ -342,13 +413,11 @@ class Runtime:
 
     def core_instantiate(self, d: B.CoreInstantiate, scope: Scope, args) -> None:
         self._check_served()  # nothing runs until every import is known to be served
-        module = scope.get("core module", d.module)
+        compiled = scope.get("core module", d.module)
+        module = compiled.module
         with_ = {name: scope.get("core instance", i) for name, i in d.args}
-        types = self._import_types.get(id(module))
-        if types is None:
-            types = self._import_types[id(module)] = [(imp.module, imp.name) for imp in module.imports]
         externs = []
-        for mod, name in types:
+        for mod, name in compiled.imports:
             inst = with_.get(mod)
             if inst is None:
                 raise ComponentError(f"invalid component: core instance for module import {mod!r} is missing")
@@ -356,15 +425,19 @@ class Runtime:
                 externs.append(inst[name])
             except KeyError:
                 raise ComponentError(f"invalid component: core import {mod}.{name} is not provided") from None
-        try:
-            instance = wasmtime.Instance(self.store, module, externs)
-        except wasmtime.Trap as e:
-            raise self.guest_trap(CoreTrap(trap_line(e.message))) from None
-        except wasmtime.WasmtimeError as e:
-            if self.pending is not None:
+        array = (ffi.wasmtime_extern_t * max(1, len(externs)))()
+        for k, ext in enumerate(externs):
+            array[k] = ext._as_extern()
+        instance = ffi.wasmtime_instance_t()
+        trap = c_void_p()
+        err = _instance_new(self.ctx, ctypes.cast(module.ptr(), c_void_p).value, addressof(array), len(externs),
+                            addressof(instance), addressof(trap))
+        if err or trap.value:
+            e = self.core_trap(err, trap.value)
+            if self.pending is not None or trap.value:  # the start function trapped
                 raise self.guest_trap(e) from None
-            raise ComponentError("cannot instantiate core module: " + trap_line(str(e))) from None
-        scope.add("core instance", instance.exports(self.store))
+            raise ComponentError(f"cannot instantiate core module: {e}")
+        scope.add("core instance", CoreExports(self.ctx, instance))
 
     def core_inline_exports(self, d: B.CoreInlineExports, scope: Scope, args) -> None:
         scope.add("core instance", {name: scope.get(sort, i) for name, sort, i in d.exports})
@@ -625,19 +698,50 @@ def core_modules(comp: B.Component) -> list[B.CoreModule]:
     return found
 
 
-def compile_modules(engine: wasmtime.Engine, comp: B.Component, cache: CompileCache,
-                    progress: Callable[[str], None] | None) -> dict[int, wasmtime.Module]:
-    """Every core module of the component (nested ones too), by its offset; compiled once, then cached."""
-    compiled: dict[int, wasmtime.Module] = {}
+class CompiledModule:
+    __slots__ = ("module", "imports")
+
+    def __init__(self, module: wasmtime.Module, imports: list[tuple[str, str]]):
+        self.module = module
+        self.imports = imports  # (module, name) of each import, in order
+
+
+def _deserialize(engine: wasmtime.Engine, path: Any) -> wasmtime.Module | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        return wasmtime.Module.deserialize_file(engine, str(path))
+    except wasmtime.WasmtimeError:
+        return None  # stale or corrupt: compile again
+
+
+def load_component(engine: wasmtime.Engine, wasm: bytes, cache: CompileCache,
+                   progress: Callable[[str], None] | None) -> tuple[B.Component, dict[int, CompiledModule]]:
+    """Parses the component and compiles its core modules (nested ones too), through the cache.
+
+    A second load of the same component reads an index (the parsed definitions, each module's cache
+    file and imports) instead of parsing and hashing every module again: start-up time counts.
+    """
     version = f"wt{WASMTIME_VERSION}"
+    index_path = cache.path_for(wasm, "index", version)
+    if index_path is not None and index_path.exists():
+        try:
+            comp, entries = pickle.loads(index_path.read_bytes())
+            modules = {}
+            for offset, (name, imports) in entries.items():
+                module = _deserialize(engine, index_path.with_name(name))
+                if module is None:
+                    raise LookupError(name)
+                modules[offset] = CompiledModule(module, imports)
+            return comp, modules
+        except Exception:  # noqa: BLE001 - any unreadable index only costs a full load
+            pass
+    comp = B.parse_component(wasm)
+    modules = {}
+    entries = {}
     for m in core_modules(comp):
         path = cache.path_for(m.wasm, "module", version)
-        module = None
-        if path is not None and path.exists():
-            try:
-                module = wasmtime.Module.deserialize_file(engine, str(path))
-            except wasmtime.WasmtimeError:
-                module = None  # stale or corrupt: compile again
+        module = _deserialize(engine, path)
         if module is None:
             if progress and len(m.wasm) > LARGE_MODULE:
                 progress(f"compiling a {len(m.wasm) / 1e6:.1f} MB core module (first run only)...")
@@ -646,5 +750,21 @@ def compile_modules(engine: wasmtime.Engine, comp: B.Component, cache: CompileCa
             except wasmtime.WasmtimeError as e:
                 raise ComponentError(f"invalid core module at byte offset {m.offset:#x}: {trap_line(str(e))}") from None
             cache.store(path, bytes(module.serialize()))
-        compiled[m.offset] = module
-    return compiled
+        imports = [(imp.module, imp.name) for imp in module.imports]
+        modules[m.offset] = CompiledModule(module, imports)
+        if path is not None:
+            entries[m.offset] = (path.name, imports)
+    if index_path is not None:
+        cache.store(index_path, pickle.dumps((_without_module_bytes(comp), entries), protocol=pickle.HIGHEST_PROTOCOL))
+    return comp, modules
+
+
+def _without_module_bytes(comp: B.Component) -> B.Component:
+    stripped = B.Component(comp.offset, comp.depth)
+    for d in comp.definitions:
+        if isinstance(d, B.CoreModule):
+            d = B.CoreModule(b"", d.offset)
+        elif isinstance(d, B.Component):
+            d = _without_module_bytes(d)
+        stripped.definitions.append(d)
+    return stripped
