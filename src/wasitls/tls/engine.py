@@ -1,8 +1,9 @@
 """The sans-I/O TLS engine: OpenSSL 3 driven through memory BIOs, bytes in and bytes out.
 
 An engine never touches a socket, a clock or a thread. The caller feeds it the raw bytes read from
-the peer (`receive_data`), writes out what it produces (`data_to_send`), and asks what happened
-(`next_event`). The handshake stops at the points the draft wasi:tls API exposes:
+the peer (`receive_data`), asks what happened (`next_event`) and, after every call that may have
+produced records (next_event, read_plaintext, send_plaintext, resume, abort, close), writes out
+`data_to_send()`: even reading can produce records (key updates, post-handshake auth). The handshake stops at the points the draft wasi:tls API exposes:
 
 =============================  =============================================================
 pause event                    OpenSSL mechanism
@@ -546,6 +547,9 @@ class _Engine:
             return
         err = o.SSL_get_error(self._ssl, rc)
         if err == o.SSL_ERROR_WANT_READ:
+            return
+        if err == o.SSL_ERROR_ZERO_RETURN:  # a close_notify instead of the next handshake message
+            self._fail("peer closed the connection during the handshake")
             return
         if err in _PAUSES and self._pause is not None and not self._abort_requested:
             self._state = _State.PAUSED
