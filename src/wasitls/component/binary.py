@@ -287,7 +287,7 @@ class _Reader:
 
     def fail(self, what: str, at: int | None = None) -> ComponentError:
         at = self.pos if at is None else at
-        return ComponentError(f"malformed component: {what} at byte offset {at:#x}{self.where}")
+        return ComponentError(f"invalid component: {what} at byte offset {at:#x}{self.where}")
 
     def unsupported(self, feature: str, at: int) -> ComponentError:
         return Unsupported(f"unsupported component feature: {feature} at byte offset {at:#x}{self.where}")
