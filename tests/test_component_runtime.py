@@ -354,6 +354,15 @@ def test_lift_traps(engine, func):
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
+def test_trapped_instance_cannot_be_entered_again(engine):
+    inst = instantiate(engine, "traps")
+    with pytest.raises(GuestTrap, match="unreachable"):
+        inst.call(None, "boom")
+    with pytest.raises(GuestTrap, match="cannot enter component instance"):
+        inst.call(None, "boom")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_host_exceptions(engine):
     host = Recorder()
     inst = instantiate(engine, "scalars", host)

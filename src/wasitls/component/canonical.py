@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from . import types as T
 from .host import drop_object
-from .values import Err, Ok, Some, Trap, Variant
+from .values import Err, GuestExit, Ok, Some, Trap, Variant
 
 assert sys.byteorder == "little"  # scalar lists are copied as blocks of native machine words
 
@@ -1033,40 +1033,51 @@ class LiftedCall:
             raise TypeError(f"{self.label} takes {len(ft.params)} arguments, {len(args)} given")
         instance = cx.instance
         if not instance.may_enter:
-            raise trap(f"cannot enter component instance to call {self.label} (re-entrance)")
+            raise trap("wasm trap: cannot enter component instance")
         task = Task()
         outer_task = cx.task
         cx.task = task
         instance.may_enter = False
         try:
-            if self.params_tuple_plan is not None:
-                cx.view()
-                tt = ft.params_tuple
-                ptr = cx.allocate(tt.align, tt.size)
-                self.params_tuple_plan.store(cx, tuple(args), ptr)
-                raw = [ptr]
-            else:
-                raw = [0] * self.nflat
-                for (i, lower), a in zip(self.lowers, args):
-                    lower(cx, a, raw, i)
-            raw_result = self.core_call(raw)
-            value = None
-            rp = self.result_plan
-            if rp is not None:
-                if ft.result_spill:
-                    mv = cx.view()
-                    ptr = raw_result & M32
-                    check_range(mv, ptr, ft.result.size, ft.result.align, "return value")
-                    value = rp.load(cx, mv, ptr)
-                else:
-                    if rp.memory:
-                        cx.view()
-                    value = rp.lift(cx, [raw_result], 0)
-            if self.post_return is not None:
-                self.post_return([] if raw_result is None else [raw_result])
-            if task.num_borrows:
-                raise trap(f"borrow handles still remain at the end of the call to {self.label}")
-            return value
-        finally:
+            value = self._call(cx, ft, task, args)
+        except (Trap, GuestExit):
+            # a trap (or an exit unwinding the guest) leaves the instance poisoned: no later call enters
+            cx.task = outer_task
+            raise
+        except BaseException:
             cx.task = outer_task
             instance.may_enter = True
+            raise
+        cx.task = outer_task
+        instance.may_enter = True
+        return value
+
+    def _call(self, cx: Context, ft: T.FuncType, task: Task, args: tuple) -> Any:
+        if self.params_tuple_plan is not None:
+            cx.view()
+            tt = ft.params_tuple
+            ptr = cx.allocate(tt.align, tt.size)
+            self.params_tuple_plan.store(cx, tuple(args), ptr)
+            raw = [ptr]
+        else:
+            raw = [0] * self.nflat
+            for (i, lower), a in zip(self.lowers, args):
+                lower(cx, a, raw, i)
+        raw_result = self.core_call(raw)
+        value = None
+        rp = self.result_plan
+        if rp is not None:
+            if ft.result_spill:
+                mv = cx.view()
+                ptr = raw_result & M32
+                check_range(mv, ptr, ft.result.size, ft.result.align, "return value")
+                value = rp.load(cx, mv, ptr)
+            else:
+                if rp.memory:
+                    cx.view()
+                value = rp.lift(cx, [raw_result], 0)
+        if self.post_return is not None:
+            self.post_return([] if raw_result is None else [raw_result])
+        if task.num_borrows:
+            raise trap(f"borrow handles still remain at the end of the call to {self.label}")
+        return value

@@ -75,8 +75,6 @@ class FastInstance(ComponentInstance):
         f = self._find(interface, func)
         runtime = self.runtime
         try:
-            if isinstance(f, HostFunc):
-                return f(*args)
             return f(*args)
         except Trap as e:
             raise runtime.guest_trap(e) from None
