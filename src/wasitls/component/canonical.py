@@ -104,10 +104,11 @@ class HandleTable:
 class Task:
     """One call into a guest export: the borrows lent to it must all be dropped before it returns."""
 
-    __slots__ = ("num_borrows",)
+    __slots__ = ("num_borrows", "entered")
 
     def __init__(self) -> None:
         self.num_borrows = 0
+        self.entered = False  # whether the guest's core function has been called
 
 
 class GuestResource:
@@ -1040,13 +1041,12 @@ class LiftedCall:
         instance.may_enter = False
         try:
             value = self._call(cx, ft, task, args)
-        except (Trap, GuestExit):
-            # a trap (or an exit unwinding the guest) leaves the instance poisoned: no later call enters
-            cx.task = outer_task
-            raise
         except BaseException:
             cx.task = outer_task
-            instance.may_enter = True
+            # a trap (or an exit unwinding the guest) once the guest ran leaves the instance poisoned,
+            # as in wasmtime; a bad argument from the host, refused before the call, does not
+            if not (task.entered and isinstance(sys.exc_info()[1], (Trap, GuestExit))):
+                instance.may_enter = True
             raise
         cx.task = outer_task
         instance.may_enter = True
@@ -1063,6 +1063,7 @@ class LiftedCall:
             raw = [0] * self.nflat
             for (i, lower), a in zip(self.lowers, args):
                 lower(cx, a, raw, i)
+        task.entered = True
         raw_result = self.core_call(raw)
         value = None
         rp = self.result_plan
