@@ -244,6 +244,26 @@ def test_corpus_differential(case):
     assert run_echo("fast", component, func, args, reply) == run_echo("reference", component, func, args, reply)
 
 
+# -- two component instances calling each other (a fused adapter in wasmtime, Python values here) --
+
+NESTED_CASES = [("relay", ("",)), ("relay", ("héllo 😀 wörld",)), ("relay", ("x" * 5000,)), ("sum3", (1, 2, 2**32 - 1)),
+                ("inner-echo", ("𝄞",))]
+
+
+def run_nested(engine: str):
+    inst = instantiate(engine, "nested")
+    return [inst.call(None, func, *args) for func, args in NESTED_CASES]
+
+
+def test_nested_instances_fast():
+    assert run_nested("fast") == ["", "héllo 😀 wörld", "x" * 5000, 2, "𝄞"]
+
+
+@pytest.mark.skipif(ReferenceEngine is None, reason="reference engine not present")
+def test_nested_instances_differential():
+    assert run_nested("fast") == run_nested("reference")
+
+
 # -- flags of any width (the reference engine, like wasmtime, stops at 32) ------------------------
 
 

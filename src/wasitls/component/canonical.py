@@ -718,12 +718,14 @@ def _scalar_list_ops(elem: T.ValType):
             return bytes(mv[ptr:ptr + n])
 
         def store_range(cx, v):
-            if not isinstance(v, (bytes, bytearray, memoryview)):
+            if isinstance(v, memoryview):
+                v = v.cast("B") if v.format != "B" or v.ndim != 1 else v
+            elif not isinstance(v, (bytes, bytearray)):
                 try:
                     v = bytes(v)
                 except (TypeError, ValueError) as e:
                     raise trap(f"bad list<u8> value: {e}") from None
-            n = len(v) if not isinstance(v, memoryview) else v.nbytes
+            n = len(v)
             ptr = cx.allocate(1, n)
             cx.mv[ptr:ptr + n] = v
             return ptr, n
