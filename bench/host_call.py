@@ -210,7 +210,33 @@ def bench_host_call(found) -> None:
         per_call[name] = best / n * 1e6
         print(f"empty host call ({name}): {per_call[name]:.3f} us/call  [{n} calls of monotonic-clock.now]")
     if "reference" in per_call:
-        print(f"empty host call: fast is {per_call['reference'] / per_call['fast']:.0f}x faster than reference")
+        print(f"empty host call: fast is {per_call['reference'] / per_call['fast']:.1f}x faster than reference")
+    try:
+        baseline = bench_wasmtime_py_add_func()
+        print(f"empty host call: fast is {baseline / per_call['fast']:.0f}x faster than wasmtime-py's add_func")
+    except Exception as e:  # noqa: BLE001 - a baseline, not the subject
+        print(f"wasmtime-py add_func baseline failed: {e}")
+
+
+def bench_wasmtime_py_add_func() -> float:
+    """The baseline FINDINGS.md measured: a host function of wasmtime-py's own component API."""
+    from wasmtime import component as wc
+
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    comp = wc.Component(engine, wasmtime.wat2wasm(CLOCK_LOOP))
+    linker = wc.Linker(engine)
+    with linker.root() as root:
+        with root.add_instance("wasi:clocks/monotonic-clock@0.2.9") as li:
+            li.add_func("now", lambda _store: 1)
+    inst = linker.instantiate(store, comp)
+    spin = inst.get_func(store, "spin")
+    n = 2_000
+    t = _timed(lambda: spin(store, n))
+    spin.post_return(store)
+    us = t / n * 1e6
+    print(f"empty host call (wasmtime-py LinkerInstance.add_func): {us:.3f} us/call  [{n} calls]")
+    return us
 
 
 def bench_reads(found) -> None:
