@@ -589,7 +589,7 @@ def stub_linker(out: bytearray, imports: list[str]) -> HostLinker:
             impl.insecure_seed = lambda: (1, 2)
         elif base in ("wasi:cli/stdout", "wasi:cli/stderr"):
             stream = OutputStream(out)
-            impl.get_stdout = impl.get_stderr = lambda: stream
+            impl.get_stdout = impl.get_stderr = lambda stream=stream: stream
         elif base == "wasi:io/streams":
             cls.resources = {"output-stream": OutputStream, "input-stream": _StubResourceMeta("in", (_StubResource,), {})}
         elif base == "wasi:filesystem/preopens":

@@ -7,10 +7,9 @@ from typing import Any
 import wasmtime
 
 from . import binary as B
-from . import canonical as C
 from .engine import CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, Progress
 from .host import HostLinker, split_name
-from .runtime import CompiledModule, HostFunc, InstanceValue, Runtime, load_component
+from .runtime import CompiledModule, InstanceValue, Runtime, load_component
 from .values import Trap
 
 
@@ -82,5 +81,3 @@ class FastInstance(ComponentInstance):
     def export_names(self) -> list[str]:
         return list(self.root.exports)
 
-
-__all__ = ["FastEngine", "FastComponent", "FastInstance", "C"]

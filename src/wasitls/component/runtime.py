@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
-from ctypes import CFUNCTYPE, POINTER, addressof, byref, c_size_t, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, addressof, c_size_t, c_uint64, c_void_p
 from typing import Any, Callable
 
 import wasmtime
@@ -486,7 +486,7 @@ class Runtime:
     def canon_lift(self, d: B.CanonLift, scope: Scope, args) -> None:
         ft = scope.get("type", d.type)
         core_func = scope.get("core func", d.core_func)
-        label = f"export #{len(scope.spaces['func'])}"
+        label = f"#func{len(scope.spaces['func'])}"
         cx = self.context(d.options, scope)
         params, results = ft.core_signature("lift")
         call = self.core_call(core_func, len(params), len(results))
@@ -549,6 +549,8 @@ class Runtime:
         value = scope.get(d.sort, d.index)
         if d.sort == "type" and isinstance(value, T.ResourceType) and value.name.startswith("#"):
             value.name = d.name
+        if isinstance(value, C.LiftedCall) and value.label.startswith("#"):
+            value.label = d.name  # messages name the export as the guest's world does
         scope.add(d.sort, value)
         scope.exports[d.name] = (d.sort, value)
 
