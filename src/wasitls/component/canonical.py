@@ -994,17 +994,15 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
             result_plan.lower(cx, r, out, 0)
             slots[0] = out[0]
 
-    # the hot path of small functions with scalar-only signatures: no memory, no list building
-    if not needs_memory and nflat_params == len(param_plans) and not params_spill:
-        if result_plan is None or (not result_spill and result_plan.nflat == 1):
-            lower1 = result_plan.lower if result_plan is not None else None
-            if not param_plans:
-                def adapter(slots):  # noqa: F811
-                    r = call(())
-                    if lower1 is not None:
-                        out = [0]
-                        lower1(cx, r, out, 0)
-                        slots[0] = out[0]
+    # the hottest path, a function of no parameters and one scalar result (a clock, a check):
+    # no memory view, no argument list
+    if not param_plans and not needs_memory and result_plan is not None and result_plan.nflat == 1:
+        lower1 = result_plan.lower
+
+        def adapter(slots):  # noqa: F811
+            out = [0]
+            lower1(cx, call(()), out, 0)
+            slots[0] = out[0]
 
     return adapter
 
