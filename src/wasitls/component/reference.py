@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import itertools
-import math
-import struct
 from ctypes import byref
 from typing import Any
 

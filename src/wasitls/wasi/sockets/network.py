@@ -66,6 +66,33 @@ def fail(err: OSError | int) -> Err:
     return Err(error_code(err))
 
 
+
+def new_os_socket(address_family: str, kind: int) -> socket.socket:
+    """A non-blocking OS socket, IPv6 ones IPv6-only, as wasmtime makes them for create-*-socket."""
+    try:
+        sock = socket.socket(FAMILIES[address_family], kind)
+    except OSError as e:
+        raise fail(e) from None
+    try:
+        sock.setblocking(False)
+        if address_family == "ipv6":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except OSError as e:
+        sock.close()
+        raise fail(e) from None
+    return sock
+
+
+def os_bind(sock: socket.socket, addr: "SocketAddress") -> None:
+    try:
+        sock.bind(addr.sockaddr())
+    except OverflowError:
+        raise Err("invalid-argument") from None
+    except OSError as e:
+        # EAFNOSUPPORT: a family mismatch the WIT-level checks missed
+        raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
+
+
 def os_error_message(n: int) -> str:
     """What wasmtime's `to-debug-string` says for an OS error (Rust's io::Error display)."""
     return f"{os.strerror(n)} (os error {n})"

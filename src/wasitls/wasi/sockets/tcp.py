@@ -27,6 +27,7 @@ from ..io.poll import Pollable, Wait
 from ..io.streams import MAX_READ, BufferedSink, InputStream, OutputStream, StreamClosed, StreamFailed
 from .network import (
     NetworkCapability,
+    os_bind,
     fail,
     get_buffer_size,
     hop_limit_option,
@@ -101,13 +102,7 @@ class TcpSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         except OSError:
             pass
-        try:
-            self.sock.bind(addr.sockaddr())
-        except OverflowError:
-            raise Err("invalid-argument") from None
-        except OSError as e:
-            # EAFNOSUPPORT: a family mismatch our own checks missed
-            raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
+        os_bind(self.sock, addr)
         self.state = BIND_STARTED
 
     def finish_bind(self) -> None:

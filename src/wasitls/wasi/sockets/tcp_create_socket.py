@@ -6,7 +6,7 @@ import socket
 from typing import Any
 
 from ...component.host import HostInterface
-from .network import FAMILIES, fail
+from .network import new_os_socket
 from .tcp import TcpSocket
 
 
@@ -17,16 +17,5 @@ class TcpCreateSocket(HostInterface):
         self.ctx = ctx
 
     def create_tcp_socket(self, address_family: str) -> TcpSocket:
-        # non-blocking, and IPv6 sockets IPv6-only, as in wasmtime; no network capability is needed yet
-        try:
-            sock = socket.socket(FAMILIES[address_family], socket.SOCK_STREAM)
-        except OSError as e:
-            raise fail(e) from None
-        try:
-            sock.setblocking(False)
-            if address_family == "ipv6":
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        except OSError as e:
-            sock.close()
-            raise fail(e) from None
-        return TcpSocket(self.ctx, address_family, sock)
+        # no network capability is needed yet: policy applies at bind and connect
+        return TcpSocket(self.ctx, address_family, new_os_socket(address_family, socket.SOCK_STREAM))

@@ -19,6 +19,7 @@ from ...component.values import Err, Trap
 from ..io.poll import Pollable, Wait
 from .network import (
     NetworkCapability,
+    os_bind,
     SocketAddress,
     fail,
     get_buffer_size,
@@ -70,12 +71,7 @@ class UdpSocket:
             raise Err("invalid-state")
         if not is_valid_address_family(addr.ip, self.family):
             raise Err("invalid-argument")
-        try:
-            self.sock.bind(addr.sockaddr())
-        except OverflowError:
-            raise Err("invalid-argument") from None
-        except OSError as e:
-            raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
+        os_bind(self.sock, addr)
         self.state = BIND_STARTED
 
     def finish_bind(self) -> None:
