@@ -31,9 +31,10 @@ VENDORED_WIT = Path(__file__).resolve().parent / "wit"
 WASI_VERSION = "0.2.9"
 WASI_PACKAGES = VENDORED_WIT / f"wasi-{WASI_VERSION}"
 WASI_TLS_PACKAGE = VENDORED_WIT / "wasi-tls-0.2.0-draft"
+WASITLS_TLS_PACKAGE = VENDORED_WIT / "wasitls-tls-0.1.0"  # the full draft API, as we serve it
 
 # Bump when the assembled layout or the command line changes, so old cache entries are not reused.
-_BUILDER_FORMAT = "1"
+_BUILDER_FORMAT = "2"
 _SKIP_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _USE_VERSION = re.compile(r"^(\s*use\s+wasi:[\w-]+/[\w-]+)@0\.2\.\d+", re.MULTILINE)
 
@@ -70,6 +71,8 @@ def assemble_wit(guest_wit: Path, dest: Path, extra_packages: Sequence[Path] = (
             # The draft names wasi:io@0.2.6; one resolve must hold one wasi:io, so point it at ours.
             text = _USE_VERSION.sub(rf"\1@{WASI_VERSION}", wit.read_text())
             (tls / wit.name).write_text(text)
+    if not (deps / WASITLS_TLS_PACKAGE.name).exists():
+        shutil.copytree(WASITLS_TLS_PACKAGE, deps / WASITLS_TLS_PACKAGE.name)
     for package in extra_packages:
         target = deps / Path(package).name
         if target.exists():
