@@ -10,7 +10,7 @@ from typing import Any
 
 from ...component.host import HostInterface
 from ...component.values import Err, Ok
-from ...tls.connection import TlsConnection
+from ...tls.connection import TlsConnection, track
 from ..ctx import WasiCtx
 from ..io.error import IoError
 from ..io.poll import Pollable
@@ -84,6 +84,6 @@ class Types(HostInterface):
         return ClientHandshake(self.ctx, server_name, input, output)
 
     def client_handshake_finish(self, this: ClientHandshake) -> FutureClientStreams:
-        conn = TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output)
+        conn = track(self.ctx, TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output))
         conn.start()
         return FutureClientStreams(conn)
