@@ -1,39 +1,74 @@
 """wasi:tls/types@0.2.0-draft end to end: the tls_client guest (upstream interface only) on wasitls,
-against real TLS servers on loopback, good and bad."""
+against real TLS servers on loopback (Python ssl, `openssl s_server`, `gnutls-serv`), good and bad;
+the stream ends, backpressure, --tls-trace, --tls-keylog."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import datetime
 import hashlib
 import os
+import re
+import select
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from engines import ENGINES
 
 FAST_ENGINES = [e for e in ENGINES if e != "reference"]  # sockets need two-borrow calls (see test_wasi_guests)
 TIMEOUT = 120
+SRC = Path(__file__).resolve().parent.parent / "src"
+MiB = 1 << 20
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment for `python -m wasitls`: this checkout's source first, whatever is installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+LINGER_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() sends RST
 
 
 class HttpsServer(threading.Thread):
-    """Serves one HTTP response of `body` over TLS to each connection, ending with close_notify."""
+    """Serves `body` over TLS to one connection and records what it saw.
+
+    http=True answers an HTTP request with `body` as the response body; http=False sends `body` right
+    after the handshake. `ending` is how the server ends: "close_notify" (then it waits for the
+    client's close_notify, as `unwrap` does), "truncate" (TCP FIN without close_notify) or "reset"."""
 
     def __init__(self, context: ssl.SSLContext | None, body: bytes = b"", *, plain: bytes | None = None,
-                 reset: bool = False):
+                 reset: bool = False, http: bool = True, ending: str = "close_notify"):
         super().__init__(daemon=True)
         self.context, self.body, self.plain, self.reset = context, body, plain, reset
+        self.http, self.ending = http, ending
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(TIMEOUT)
         self.port = self.sock.getsockname()[1]
         self.errors: list[BaseException] = []
+        self.sni: list[str | None] = []  # the server name of each ClientHello (None: no SNI sent)
+        self.version: str | None = None
+        self.cipher: str | None = None
+        self.client_close_notify = False  # the client's close_notify arrived
+        self.after_close_notify: bytes | None = None  # what the raw socket had after it (b"": FIN)
+        if context is not None:
+            context.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)
 
     def run(self) -> None:
         try:
@@ -41,30 +76,44 @@ class HttpsServer(threading.Thread):
         except OSError:
             return
         with conn:
+            conn.settimeout(TIMEOUT)
             try:
                 if self.reset:  # read the ClientHello, then reset the connection
                     conn.recv(1024)
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
                     return
                 if self.plain is not None:
                     conn.recv(1024)
                     conn.sendall(self.plain)
                     return
-                tls = self.context.wrap_socket(conn, server_side=True)
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        return
-                    request += chunk
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(self.body))
-                view = memoryview(self.body)
-                while view:
-                    n = tls.send(view[:1 << 20])
-                    view = view[n:]
-                tls.unwrap()
+                tls = self.context.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
+                self.version, self.cipher = tls.version(), tls.cipher()[0]
+                self.exchange(tls)
+                if self.ending == "truncate":
+                    socket.socket.shutdown(tls, socket.SHUT_RDWR)  # no close_notify
+                elif self.ending == "reset":
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    socket.socket.close(tls)
+                else:
+                    raw = tls.unwrap()  # sends close_notify, returns once the client's has come
+                    self.client_close_notify = True
+                    self.after_close_notify = raw.recv(1024)
             except (ssl.SSLError, OSError) as e:
                 self.errors.append(e)
+
+    def exchange(self, tls: ssl.SSLSocket) -> None:
+        if self.http:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(self.body))
+        view = memoryview(self.body)
+        while view:
+            n = tls.send(view[:1 << 20])
+            view = view[n:]
 
     def __enter__(self) -> "HttpsServer":
         self.start()
@@ -95,105 +144,251 @@ def server_context(cert: trustme.LeafCert, *, version: ssl.TLSVersion | None = N
     return ctx
 
 
-def run_client(build_guest, engine, ca_file, port, *args, extra=()):
+def client_command(build_guest, engine, ca_file, port, *args, extra=()) -> list[str]:
     wasm = build_guest("tls_client")
-    cmd = [sys.executable, "-m", "wasitls", "run", "--engine", engine, "--allow-net", f"127.0.0.1:{port}",
-           "--allow-net", "localhost", "--ca-file", str(ca_file), *extra, str(wasm), *args]
-    return subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return [sys.executable, "-m", "wasitls", "run", "--engine", engine, "--allow-net", f"127.0.0.1:{port}",
+            "--allow-net", "localhost", "--ca-file", str(ca_file), *extra, str(wasm), *args]
 
 
-# every protocol and key type with tiny bodies; the large bodies once, on TLS 1.3 with ECDSA
+def run_client(build_guest, engine, ca_file, port, *args, extra=()):
+    return subprocess.run(client_command(build_guest, engine, ca_file, port, *args, extra=extra),
+                          capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=checkout_env())
+
+
+def typed_ca_file(tmp_path: Path, key_type: trustme.KeyType) -> tuple[trustme.CA, Path]:
+    ca = trustme.CA(key_type=key_type)
+    path = tmp_path / f"{key_type.name}-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+def assert_fetched(proc: subprocess.CompletedProcess, body: bytes, status: str = "HTTP/1.1 200 OK") -> str:
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace") + out
+    assert "handshake ok with localhost\nsecond get: error\n" in out
+    assert f"status: {status}\n" in out
+    assert f"body bytes: {len(body)}\n" in out
+    assert f"body sha256: {hashlib.sha256(body).hexdigest()}\n" in out
+    assert out.endswith("close-output done\n"), out
+    return out
+
+
+def trace_lines(stderr: bytes) -> list[dict]:
+    """The --tls-trace lines on stderr, as dicts."""
+    pattern = re.compile(r"tls: server=(?P<server>\S+) version=(?P<version>\S+) cipher=(?P<cipher>\S+)"
+                         r" subject=(?P<subject>'[^']*'|\"[^\"]*\") issuer=(?P<issuer>'[^']*'|\"[^\"]*\")"
+                         r" sent=(?P<sent>\d+) received=(?P<received>\d+) handshake=(?P<handshake>\S+)"
+                         r" ended=(?P<ended>.*)")
+    found = []
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.startswith("tls:"):
+            m = pattern.fullmatch(line)
+            assert m, f"malformed trace line: {line!r}"
+            d = m.groupdict()
+            d["subject"], d["issuer"] = ast.literal_eval(d["subject"]), ast.literal_eval(d["issuer"])
+            d["sent"], d["received"] = int(d["sent"]), int(d["received"])
+            found.append(d)
+    return found
+
+
+# every protocol and key type with tiny bodies; the large bodies once each, 64 MiB on TLS 1.2 with RSA
 FETCH_CASES = [(v, k, size) for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
                for k in (trustme.KeyType.RSA, trustme.KeyType.ECDSA) for size in (0, 1)]
-FETCH_CASES += [(ssl.TLSVersion.TLSv1_3, trustme.KeyType.ECDSA, size) for size in (100_000, 4 << 20)]
+FETCH_CASES += [(ssl.TLSVersion.TLSv1_3, trustme.KeyType.ECDSA, size) for size in (100_000, 4 * MiB)]
+FETCH_CASES += [(ssl.TLSVersion.TLSv1_2, trustme.KeyType.RSA, 64 * MiB)]
 
 
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("version, key_type, size", FETCH_CASES)
-def test_fetch_from_python_ssl(build_guest, ca_file, ca, engine, version, key_type, size):
-    typed_ca = trustme.CA(key_type=key_type)
+def test_fetch_from_python_ssl(build_guest, tmp_path, engine, version, key_type, size):
+    typed_ca, ca_path = typed_ca_file(tmp_path, key_type)
     cert = typed_ca.issue_cert("localhost", key_type=key_type)
-    ca_path = ca_file.parent / f"{key_type.name}-ca.pem"
-    typed_ca.cert_pem.write_to_path(str(ca_path))
     body = os.urandom(size)
     with HttpsServer(server_context(cert, version=version), body) as server:
         proc = run_client(build_guest, engine, ca_path, server.port, "localhost", str(server.port), "/",
                           extra=["--tls-trace"])
-    out = proc.stdout.decode()
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace") + out
-    assert "handshake ok with localhost" in out
-    assert "status: HTTP/1.1 200 OK" in out
-    assert f"body bytes: {size}\n" in out
-    assert f"body sha256: {hashlib.sha256(body).hexdigest()}\n" in out
-    assert "close-output done" in out
-    trace = proc.stderr.decode()
+    assert_fetched(proc, body)
     expected = "TLSv1.3" if version == ssl.TLSVersion.TLSv1_3 else "TLSv1.2"
-    assert f"version={expected}" in trace and "server=localhost" in trace
+    assert server.version == expected
+    # close-output sent close_notify (the server's unwrap returned) and nothing came after it
+    assert server.errors == [] and server.client_close_notify and server.after_close_notify == b""
+    assert server.sni == ["localhost"]
+    [trace] = trace_lines(proc.stderr)
+    assert (trace["server"], trace["version"]) == ("localhost", expected)
 
 
-def refused(build_guest, engine, ca_file, server, server_name="localhost"):
-    proc = run_client(build_guest, engine, ca_file, server.port, "127.0.0.1" if server_name != "localhost"
-                      else "localhost", str(server.port), "/", server_name)
+def refused(build_guest, engine, ca_file, server, server_name="localhost", extra=()):
+    host = "localhost" if server_name == "localhost" else "127.0.0.1"
+    proc = run_client(build_guest, engine, ca_file, server.port, host, str(server.port), "/", server_name, extra=extra)
     out = proc.stdout.decode()
     assert proc.returncode == 1, out + proc.stderr.decode(errors="replace")
-    assert out.startswith("handshake failed: "), out
+    assert out.startswith("handshake failed: ") and out.count("\n") == 1, out
     assert "Traceback" not in proc.stderr.decode(errors="replace")
-    return out
+    return out[len("handshake failed: "):].rstrip("\n")
+
+
+def self_signed_context(tmp_path: Path, name: str) -> ssl.SSLContext:
+    """A server presenting a self-signed leaf certificate (not a CA) for `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = tmp_path / "self-signed-key.pem", tmp_path / "self-signed-cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+def tls11_only_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    """A server that speaks nothing newer than TLS 1.1 (below our TLS 1.2 minimum)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with pytest.warns(DeprecationWarning):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    return ctx
+
+
+REFUSALS = ["expired", "not yet valid", "wrong host name", "wrong IP address", "self-signed", "untrusted CA",
+            "TLS 1.1 only"]
 
 
 @pytest.mark.parametrize("engine", FAST_ENGINES)
-def test_refusals_say_why(build_guest, ca, ca_file, engine):
+@pytest.mark.parametrize("case", REFUSALS)
+def test_refusals_say_why(build_guest, ca, ca_file, engine, case, tmp_path):
     now = datetime.datetime.now(datetime.timezone.utc)
-    cases = [
-        (ca.issue_cert("localhost", not_after=now - datetime.timedelta(days=1),
-                       not_before=now - datetime.timedelta(days=30)), "localhost", "expired"),
-        (ca.issue_cert("localhost", not_before=now + datetime.timedelta(days=10),
-                       not_after=now + datetime.timedelta(days=40)), "localhost", "not yet valid"),
-        (ca.issue_cert("other.example"), "localhost", "localhost"),
-        (trustme.CA().issue_cert("localhost"), "localhost", "issuer"),
-    ]
-    for cert, name, needle in cases:
-        with HttpsServer(server_context(cert)) as server:
-            out = refused(build_guest, engine, ca_file, server, name)
-        assert needle in out.lower(), (needle, out)
+    day = datetime.timedelta(days=1)
+    name = "localhost"
+    if case == "expired":
+        context = server_context(ca.issue_cert("localhost", not_before=now - 30 * day, not_after=now - day))
+        reason = "certificate verify failed: certificate has expired"
+    elif case == "not yet valid":
+        context = server_context(ca.issue_cert("localhost", not_before=now + 10 * day, not_after=now + 40 * day))
+        reason = "certificate verify failed: certificate is not yet valid"
+    elif case == "wrong host name":
+        context = server_context(ca.issue_cert("other.example"))
+        reason = "hostname mismatch: certificate is not valid for 'localhost'"
+    elif case == "wrong IP address":
+        context, name = server_context(ca.issue_cert("localhost", "127.0.0.2")), "127.0.0.1"
+        reason = "IP address mismatch: certificate is not valid for '127.0.0.1'"
+    elif case == "self-signed":
+        context = self_signed_context(tmp_path, "localhost")
+        reason = "certificate verify failed: self-signed certificate"
+    elif case == "untrusted CA":
+        context = server_context(trustme.CA().issue_cert("localhost"))
+        reason = "certificate verify failed: unable to get local issuer certificate"
+    else:
+        context = tls11_only_context(ca.issue_cert("localhost"))
+        reason = "peer sent alert: protocol version"
+    with HttpsServer(context) as server:
+        said = refused(build_guest, engine, ca_file, server, name)
+    assert said.startswith(reason), (case, said)
+    assert server.version is None  # the server never completed a handshake
 
 
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 def test_plain_tcp_and_reset_are_reported(build_guest, ca_file, engine):
     with HttpsServer(None, plain=b"HTTP/1.1 400 Bad Request\r\n\r\n") as server:
-        out = refused(build_guest, engine, ca_file, server)
-    assert "does not speak tls" in out.lower()
+        said = refused(build_guest, engine, ca_file, server)
+    assert said.startswith("peer does not speak TLS"), said
+    assert "HTTP/1.1 400" in said  # what it sent instead is shown
     with HttpsServer(None, reset=True) as server:
-        out = refused(build_guest, engine, ca_file, server)
-    assert "reset" in out.lower() or "closed" in out.lower()
+        said = refused(build_guest, engine, ca_file, server)
+    assert said == "connection reset by peer during handshake", said
 
 
-@pytest.mark.parametrize("engine", FAST_ENGINES)
-def test_openssl_s_server(build_guest, ca, ca_file, engine, tmp_path):
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed: apt-get install openssl")
-    cert = ca.issue_cert("localhost")
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    body = os.urandom(300_000)
-    (tmp_path / "page.bin").write_bytes(body)
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-key", "key.pem",
-                               "-cert", "cert.pem", "-WWW", "-quiet"], cwd=tmp_path,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_process(argv_for_port, cwd: Path):
+    """Start a server command on a free loopback port (retrying if another process took it first);
+    yield the port once it accepts connections; kill it afterwards."""
+    for _attempt in range(5):
+        port = free_port()
+        proc = subprocess.Popen(argv_for_port(port), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        proc = run_client(build_guest, engine, ca_file, port, "localhost", str(port), "/page.bin")
+        if proc.poll() is None:
+            break
+        proc.wait()
+    else:
+        raise RuntimeError(f"{argv_for_port(0)[0]} did not start: {proc.stderr.read().decode(errors='replace')}")
+    try:
+        yield port
     finally:
-        server.kill()
-        server.wait()
-    out = proc.stdout.decode()
-    assert "status: HTTP/1.0 200 ok" in out, out + proc.stderr.decode(errors="replace")
-    assert f"body sha256: {hashlib.sha256(body).hexdigest()}\n" in out
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def write_identity(tmp_path: Path, cert: trustme.LeafCert) -> None:
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+@pytest.mark.parametrize("size", [0, 300_000, 64 * MiB])
+def test_openssl_s_server(build_guest, ca, ca_file, engine, tmp_path, size):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed: apt-get install openssl")
+    write_identity(tmp_path, ca.issue_cert("localhost"))
+    body = os.urandom(size)
+    (tmp_path / "page.bin").write_bytes(body)
+
+    def argv(port):
+        return [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-key", "key.pem", "-cert", "cert.pem",
+                "-WWW", "-quiet"]
+
+    with server_process(argv, tmp_path) as port:
+        proc = run_client(build_guest, engine, ca_file, port, "localhost", str(port), "/page.bin")
+    assert_fetched(proc, body, status="HTTP/1.0 200 ok")
+
+
+GNUTLS_PRIORITY = {"TLSv1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2", "TLSv1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3"}
+GNUTLS_CASES = [(v, k, size) for v in GNUTLS_PRIORITY for k in (trustme.KeyType.RSA, trustme.KeyType.ECDSA)
+                for size in (0, 100_000)]
+GNUTLS_CASES += [("TLSv1.3", trustme.KeyType.RSA, 64 * MiB)]
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+@pytest.mark.parametrize("version, key_type, size", GNUTLS_CASES)
+def test_gnutls_serv(build_guest, engine, tmp_path, version, key_type, size):
+    gnutls_serv = shutil.which("gnutls-serv")
+    if gnutls_serv is None:
+        pytest.skip("gnutls-serv not installed: apt-get install gnutls-bin")
+    typed_ca, ca_path = typed_ca_file(tmp_path, key_type)
+    write_identity(tmp_path, typed_ca.issue_cert("localhost", key_type=key_type))
+    body = os.urandom(size)
+    (tmp_path / "body.bin").write_bytes(body)
+
+    def argv(port):
+        # --httpdata: every request is answered with exactly these bytes as the body
+        # (gnutls-serv 3.7 cannot bind one address; it listens on every interface, port chosen here)
+        return [gnutls_serv, "--http", "--httpdata", "body.bin", "--port", str(port), "--quiet",
+                "--priority", GNUTLS_PRIORITY[version], "--x509keyfile", "key.pem", "--x509certfile", "cert.pem"]
+
+    with server_process(argv, tmp_path) as port:
+        proc = run_client(build_guest, engine, ca_path, port, "localhost", str(port), "/", extra=["--tls-trace"])
+    assert_fetched(proc, body, status="HTTP/1.0 200 OK")
+    [trace] = trace_lines(proc.stderr)
+    assert trace["version"] == version
+    assert trace["ended"] == "closed (close_notify both ways)"
