@@ -678,3 +678,37 @@ def test_tls_keylog_has_the_secrets_the_server_used(build_guest, ca, ca_file, en
         assert set(secrets) == labels
         if version == "TLSv1.2":
             assert len(secrets["CLIENT_RANDOM"]) == 96  # the 48-byte master secret
+
+
+# --- trust and linking ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_without_ca_file_a_local_ca_is_refused_as_on_wasmtime(build_guest, ca, engine):
+    """The default trust is the system's: a private CA fails the handshake as an error value the guest
+    prints (exit 1 through wasi:cli/exit), not a trap, as the same guest does on `wasmtime run -S tls`
+    (test_wasi_guests.test_tls_client_rejects_a_local_ca_on_wasmtime)."""
+    with HttpsServer(server_context(ca.issue_cert("localhost"))) as server:
+        cmd = [sys.executable, "-m", "wasitls", "run", "--engine", engine, "--allow-net", f"127.0.0.1:{server.port}",
+               "--allow-net", "localhost", str(build_guest("tls_client")), "localhost", str(server.port), "/"]
+        proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=checkout_env())
+    assert proc.returncode == 1, proc.stderr.decode(errors="replace")
+    assert proc.stdout.decode() == ("handshake failed: certificate verify failed: unable to get local issuer"
+                                    " certificate (untrusted issuer)\n")
+    # nothing from the host but compile progress on a cold cache: no trap, no traceback
+    said = [line for line in proc.stderr.decode(errors="replace").splitlines() if not line.startswith("wasitls: compiling")]
+    assert said == [], said
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_a_guest_naming_wasi_0_2_6_links(build_guest, ca, ca_file, engine, tmp_path):
+    """The published wasi-tls draft `use`s wasi:io@0.2.6: the same guest with every wasi:* @0.2.9 import
+    renamed to @0.2.6 (same length, so the binary stays valid) runs unchanged."""
+    wasm = build_guest("tls_client").read_bytes()
+    renamed = re.sub(rb"(wasi:[a-z-]+/[a-z-]+)@0\.2\.9", rb"\1@0.2.6", wasm)
+    assert b"wasi:io/streams@0.2.6" in renamed and b"wasi:io/streams@0.2.9" not in renamed
+    (tmp_path / "tls_client_026.wasm").write_bytes(renamed)
+    body = os.urandom(70_000)
+    with HttpsServer(server_context(ca.issue_cert("localhost")), body) as server:
+        proc = run_client(lambda _name: tmp_path / "tls_client_026.wasm", engine, ca_file, server.port,
+                          "localhost", str(server.port), "/")
+    assert_fetched(proc, body)
