@@ -712,3 +712,22 @@ def test_a_guest_naming_wasi_0_2_6_links(build_guest, ca, ca_file, engine, tmp_p
         proc = run_client(lambda _name: tmp_path / "tls_client_026.wasm", engine, ca_file, server.port,
                           "localhost", str(server.port), "/")
     assert_fetched(proc, body)
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_a_server_requiring_a_client_certificate_is_named(build_guest, ca, ca_file, engine, version):
+    """The peer's alert, named: TLS 1.2 fails the handshake; in TLS 1.3 the client's handshake is over
+    before the server checks its (empty) certificate, so the alert ends the first read instead."""
+    context = server_context(ca.issue_cert("localhost"), version=getattr(ssl.TLSVersion, version.replace(".", "_")))
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(context)
+    with HttpsServer(context, b"never sent") as server:
+        proc = run_client(build_guest, engine, ca_file, server.port, "localhost", str(server.port), "/")
+    out = proc.stdout.decode()
+    assert proc.returncode == 1, out
+    if version == "TLSv1.2":
+        assert out == "handshake failed: peer sent alert: handshake failure\n"
+    else:
+        assert out.endswith("read failed after 0 bytes: error: peer sent alert: certificate required\n"), out
+    assert "never sent" not in out
