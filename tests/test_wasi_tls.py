@@ -731,3 +731,28 @@ def test_a_server_requiring_a_client_certificate_is_named(build_guest, ca, ca_fi
     else:
         assert out.endswith("read failed after 0 bytes: error: peer sent alert: certificate required\n"), out
     assert "never sent" not in out
+
+
+def test_an_empty_server_name_is_an_error_value_on_wasmtime(build_guest, wasmtime_cli, ca):
+    """What upstream does with a server name it cannot use: the handshake's future resolves to an error."""
+    from guests import wasmtime_precompiled
+
+    cwasm = wasmtime_precompiled(wasmtime_cli, build_guest("tls_client"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
+    with HttpsServer(server_context(ca.issue_cert("localhost"))) as server:
+        proc = subprocess.run([str(wasmtime_cli), "run", "--allow-precompiled", "-S", "tls", "-S",
+                               "inherit-network,allow-ip-name-lookup", str(cwasm), "localhost", str(server.port), "/",
+                               ""], capture_output=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr.decode(errors="replace")
+    assert proc.stdout.decode() == "handshake failed: invalid server name\n"
+
+
+@pytest.mark.xfail(strict=True, reason="wasi/tls/types.py: client-handshake.finish lets ClientEngine's ValueError "
+                                       "for an empty server name escape, so the guest traps instead of getting an "
+                                       "io-error from future-client-streams.get (wasmtime: 'invalid server name')")
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+def test_an_empty_server_name_is_an_error_value(build_guest, ca, ca_file, engine):
+    with HttpsServer(server_context(ca.issue_cert("localhost"))) as server:
+        proc = run_client(build_guest, engine, ca_file, server.port, "localhost", str(server.port), "/", "")
+    assert proc.returncode == 1, proc.stderr.decode(errors="replace")  # today: 134, "guest trapped: host error"
+    assert proc.stdout.decode().startswith("handshake failed: invalid server name")
