@@ -7,6 +7,8 @@ Usage:
     tls_client flood HOST PORT NBYTES [SERVER_NAME] write NBYTES as fast as check-write allows (saying
                                                     once if it stays at 0), close-output, read the reply
 
+With TLS_CLIENT_KEEP=1 in its environment, the guest exits without dropping the connection's resources.
+
 Only wasi:tls/types@0.2.0-draft, wasi:sockets, wasi:io and wasi:clocks: a guest for `wasmtime run -S tls`.
 
 A failed handshake prints `handshake failed: <io-error debug string>` and exits through
@@ -188,10 +190,20 @@ def cmd_flood(host: str, port: int, nbytes: int, server_name: str) -> None:
         pass
 
 
+KEPT = []  # with TLS_CLIENT_KEEP=1 in the environment: resources never dropped, as a careless guest does
+
+
+def keep_resources() -> bool:
+    return ("TLS_CLIENT_KEEP", "1") in environment.get_environment()
+
+
 def close(sock, connection, tls_in, tls_out) -> None:
     # close-output sends close_notify; the streams go before the connection, the socket last.
     connection.close_output()
     say("close-output done")
+    if keep_resources():
+        KEPT.append((sock, connection, tls_in, tls_out))
+        return
     with sock, connection, tls_in, tls_out:
         pass
 
