@@ -87,17 +87,17 @@ class HttpsServer(threading.Thread):
                     conn.sendall(self.plain)
                     return
                 tls = self.context.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
-                self.version, self.cipher = tls.version(), tls.cipher()[0]
-                self.exchange(tls)
-                if self.ending == "truncate":
-                    socket.socket.shutdown(tls, socket.SHUT_RDWR)  # no close_notify
-                elif self.ending == "reset":
-                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-                    socket.socket.close(tls)
-                else:
-                    raw = tls.unwrap()  # sends close_notify, returns once the client's has come
-                    self.client_close_notify = True
-                    self.after_close_notify = raw.recv(1024)
+                with tls:  # wrap_socket took conn's descriptor: tls must close it, on every path
+                    self.version, self.cipher = tls.version(), tls.cipher()[0]
+                    self.exchange(tls)
+                    if self.ending == "truncate":
+                        socket.socket.shutdown(tls, socket.SHUT_RDWR)  # no close_notify
+                    elif self.ending == "reset":
+                        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    else:
+                        with tls.unwrap() as raw:  # sends close_notify, returns once the client's has come
+                            self.client_close_notify = True
+                            self.after_close_notify = raw.recv(1024)
             except (ssl.SSLError, OSError) as e:
                 self.errors.append(e)
 
@@ -536,6 +536,24 @@ def test_writes_are_held_back_while_the_peer_does_not_read(build_guest, ca, ca_f
     assert "check-write after close-output: closed\n" in out  # close-output ended the plaintext output
     assert out.endswith("end: closed\n"), out  # reads still work after close-output, to close_notify
     assert server.client_close_notify and server.errors == []
+
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
+@pytest.mark.parametrize("ending", ["reset", "truncate"])
+def test_writes_fail_once_the_peer_is_gone(build_guest, ca, ca_file, engine, ending):
+    """A guest writing to a peer that went away (reset, or closed without reading) gets an error from
+    the plaintext output, not an endless wait."""
+    with HttpsServer(server_context(ca.issue_cert("localhost")), http=False, ending=ending) as server:
+        proc = run_client(build_guest, engine, ca_file, server.port, "flood", "localhost", str(server.port),
+                          str(1 << 30), extra=["--tls-trace"])
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode(errors="replace")
+    failed = re.search(r"^write failed after (\d+) bytes: error: (.+)$", out, re.MULTILINE)
+    assert failed, out
+    assert int(failed.group(1)) < 1 << 30
+    [trace] = trace_lines(proc.stderr)
+    assert trace["ended"] == f"failed: {failed.group(2)}"
 
 
 # --- --tls-trace and --tls-keylog -------------------------------------------------------------------------

@@ -159,21 +159,27 @@ def cmd_flood(host: str, port: int, nbytes: int, server_name: str) -> None:
     h = hashlib.sha256()
     sent = 0
     stalled = False
-    while sent < nbytes:
-        budget = tls_out.check_write()
-        if budget == 0:
-            if stalled:
-                guestnet.wait(tls_out.subscribe())
-            elif not ready_within(tls_out.subscribe(), STALL_NS):
-                say(f"stalled after {sent} bytes")
-                stalled = True
-            continue
-        offset = sent % 251
-        chunk = PATTERN[offset : offset + min(budget, nbytes - sent, len(PATTERN) - 251)]
-        tls_out.write(chunk)
-        h.update(chunk)
-        sent += len(chunk)
-    tls_out.blocking_flush()
+    try:
+        while sent < nbytes:
+            budget = tls_out.check_write()
+            if budget == 0:
+                if stalled:
+                    guestnet.wait(tls_out.subscribe())
+                elif not ready_within(tls_out.subscribe(), STALL_NS):
+                    say(f"stalled after {sent} bytes")
+                    stalled = True
+                continue
+            offset = sent % 251
+            chunk = PATTERN[offset : offset + min(budget, nbytes - sent, len(PATTERN) - 251)]
+            tls_out.write(chunk)
+            h.update(chunk)
+            sent += len(chunk)
+        tls_out.blocking_flush()
+    except Err as e:
+        say(f"write failed after {sent} bytes: {stream_error(e)}")
+        with sock, connection, tls_in, tls_out:
+            pass
+        return
     say(f"sent bytes: {sent}")
     say(f"sent sha256: {h.hexdigest()}")
     connection.close_output()
