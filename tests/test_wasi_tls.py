@@ -789,3 +789,13 @@ def test_tls_trace_does_not_need_the_guest_to_drop_its_resources(build_guest, ca
     assert server.client_close_notify  # the connection itself was closed properly
     [trace] = trace_lines(proc.stderr)  # today: no line
     assert trace["server"] == "localhost" and trace["version"] == server.version
+
+
+def test_an_unwritable_keylog_is_one_line_before_the_guest_runs(build_guest, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--tls-keylog", str(tmp_path / "no" / "keys.log"),
+                           str(build_guest("tls_client")), "localhost", "1", "/"], capture_output=True, text=True,
+                          timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=checkout_env())
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""  # the guest never ran
+    assert proc.stderr.splitlines()[-1] == (f"wasitls: error: --tls-keylog {tmp_path / 'no' / 'keys.log'}:"
+                                            " No such file or directory")
