@@ -764,20 +764,14 @@ def test_an_empty_server_name_is_an_error_value_on_wasmtime(build_guest, wasmtim
     assert proc.stdout.decode() == "handshake failed: invalid server name\n"
 
 
-@pytest.mark.xfail(strict=True, reason="wasi/tls/types.py: client-handshake.finish lets ClientEngine's ValueError "
-                                       "for an empty server name escape, so the guest traps instead of getting an "
-                                       "io-error from future-client-streams.get (wasmtime: 'invalid server name')")
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 def test_an_empty_server_name_is_an_error_value(build_guest, ca, ca_file, engine):
     with HttpsServer(server_context(ca.issue_cert("localhost"))) as server:
         proc = run_client(build_guest, engine, ca_file, server.port, "localhost", str(server.port), "/", "")
-    assert proc.returncode == 1, proc.stderr.decode(errors="replace")  # today: 134, "guest trapped: host error"
+    assert proc.returncode == 1, proc.stderr.decode(errors="replace")
     assert proc.stdout.decode().startswith("handshake failed: invalid server name")
 
 
-@pytest.mark.xfail(strict=True, reason="tls/connection.py: the --tls-trace line is written only when the guest drops "
-                                       "the client-connection (release) or the connection fails; a guest that exits "
-                                       "holding its resources gets no line at all")
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 def test_tls_trace_does_not_need_the_guest_to_drop_its_resources(build_guest, ca, ca_file, engine):
     body = os.urandom(1000)
@@ -786,7 +780,7 @@ def test_tls_trace_does_not_need_the_guest_to_drop_its_resources(build_guest, ca
                           extra=["--tls-trace", "--env", "TLS_CLIENT_KEEP=1"])
     assert_fetched(proc, body)
     assert server.client_close_notify  # the connection itself was closed properly
-    [trace] = trace_lines(proc.stderr)  # today: no line
+    [trace] = trace_lines(proc.stderr)
     assert trace["server"] == "localhost" and trace["version"] == server.version
 
 
