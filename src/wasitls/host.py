@@ -144,7 +144,8 @@ class Host:
         """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
         loaded = self.load(component)
         if argv0 is None:
-            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else str(component)
+            # As on wasmtime: the file's own name, without the directories that lead to it.
+            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else Path(component).name
         ctx = self._ctx([argv0, *args])
         try:
             try:
