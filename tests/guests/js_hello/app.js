@@ -1,0 +1,71 @@
+// js_hello: a JavaScript guest built with `jco componentize` (StarlingMonkey).
+// Usage: js-hello [read FILE] [exit CODE] ... ; prints its arguments, environment and the file.
+import { getArguments, getEnvironment, initialCwd } from "wasi:cli/environment@0.2.9";
+import { exit } from "wasi:cli/exit@0.2.9";
+import { getStdout } from "wasi:cli/stdout@0.2.9";
+import { getStderr } from "wasi:cli/stderr@0.2.9";
+import { getDirectories } from "wasi:filesystem/preopens@0.2.9";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function write(stream, text) {
+  stream.blockingWriteAndFlush(encoder.encode(text));
+}
+
+function readFile(path) {
+  // path is "<preopen>/<relative path>"
+  for (const [dir, name] of getDirectories()) {
+    const prefix = name.endsWith("/") ? name : name + "/";
+    if (path.startsWith(prefix)) {
+      const file = dir.openAt({}, path.slice(prefix.length), {}, { read: true });
+      const chunks = [];
+      let offset = 0n;
+      for (;;) {
+        const [data, eof] = file.read(65536n, offset);
+        chunks.push(decoder.decode(data, { stream: true }));
+        offset += BigInt(data.length);
+        if (eof) break;
+      }
+      return chunks.join("") + decoder.decode();
+    }
+  }
+  throw new Error(`no preopen holds ${path}`);
+}
+
+function main() {
+  const out = getStdout();
+  const err = getStderr();
+  const args = getArguments();
+  write(out, `argc: ${args.length}\n`);
+  args.slice(1).forEach((arg, i) => write(out, `arg ${i + 1}: ${JSON.stringify(arg)}\n`));
+  const env = getEnvironment().slice().sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [key, value] of env) write(out, `env ${key}=${JSON.stringify(value)}\n`);
+  write(out, `initial-cwd: ${JSON.stringify(initialCwd() ?? null)}\n`);
+  write(out, `preopens: ${JSON.stringify(getDirectories().map(([, name]) => name).sort())}\n`);
+  console.log("console.log reaches stdout");
+  write(err, "to stderr\n");
+  console.error("console.error reaches stderr");
+  for (let i = 1; i < args.length; i++) {
+    if (args[i] === "read") {
+      const path = args[++i];
+      try {
+        write(out, `read ${path}: ${JSON.stringify(readFile(path))}\n`);
+      } catch (e) {
+        write(out, `read ${path}: error ${e.payload ?? e.message}\n`);
+      }
+    } else if (args[i] === "exit") {
+      const code = Number(args[++i]);
+      write(out, `exiting with ${code === 0 ? "ok" : "err"}\n`);
+      exit(code === 0 ? { tag: "ok" } : { tag: "err" });
+    } else if (args[i] === "throw") {
+      throw new Error("js_hello throws on purpose");
+    }
+  }
+}
+
+export const run = {
+  run() {
+    main();
+  },
+};
