@@ -38,7 +38,8 @@ def js_hello_wasmtime(js_hello, wasmtime_cli, tmp_path_factory):
 
 
 CASES = {
-    "args-env-file": dict(args=["a b", "", "ünï", "read", "/data/hello.txt", "read", "/data/missing.txt"],
+    "args-env-file": dict(args=["a b", "", "ünï", "read", "/data/hello.txt", "read", "/data/missing.txt",
+                                "write", "out.txt"],
                           env=["B=2", "A=x=y"], dirs=True),
     "exit-ok": dict(args=["exit", "0", "not reached"], dirs=False),
     "exit-err": dict(args=["exit", "3"], dirs=False),
@@ -81,6 +82,9 @@ def test_js_guest_matches_wasmtime(engine, case, js_hello, js_hello_wasmtime, wa
         assert 'env A="x=y"\nenv B="2"\n' in out
         assert 'read /data/hello.txt: "hello from the host ü\\n"\n' in out
         assert "read /data/missing.txt: error no-entry\n" in out
+        assert "crypto.getRandomValues: 32 bytes, not all zero: true\nMath.random in [0, 1): true\n" in out
+        assert "Date.now plausible: true\nperformance.now non-decreasing: true\n" in out
+        assert (data / "out.txt").read_text() == "written by js_hello to /data/out.txt\n"
     elif case == "exit-ok":
         assert (wt.returncode, out.endswith("exiting with ok\n")) == (0, True)
     else:

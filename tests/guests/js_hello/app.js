@@ -44,6 +44,14 @@ function main() {
   write(out, `initial-cwd: ${JSON.stringify(initialCwd() ?? null)}\n`);
   write(out, `preopens: ${JSON.stringify(getDirectories().map(([, name]) => name).sort())}\n`);
   console.log("console.log reaches stdout");
+  // StarlingMonkey's own imports (WASI 0.2.10/0.2.12): random, clocks
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  write(out, `crypto.getRandomValues: ${bytes.length} bytes, not all zero: ${bytes.some((b) => b !== 0)}\n`);
+  const r = Math.random();
+  write(out, `Math.random in [0, 1): ${r >= 0 && r < 1}\n`);
+  write(out, `Date.now plausible: ${Date.now() > 1577836800000 && Date.now() < 4102444800000}\n`);
+  const t0 = performance.now();
+  write(out, `performance.now non-decreasing: ${performance.now() >= t0}\n`);
   write(err, "to stderr\n");
   console.error("console.error reaches stderr");
   for (let i = 1; i < args.length; i++) {
@@ -58,6 +66,13 @@ function main() {
       const code = Number(args[++i]);
       write(out, `exiting with ${code === 0 ? "ok" : "err"}\n`);
       exit(code === 0 ? { tag: "ok" } : { tag: "err" });
+    } else if (args[i] === "write") {
+      const path = args[++i];
+      const [dir, name] = getDirectories()[0];
+      const file = dir.openAt({}, path, { create: true, truncate: true }, { write: true });
+      const stream = file.writeViaStream(0n);
+      stream.blockingWriteAndFlush(encoder.encode(`written by js_hello to ${name}/${path}\n`));
+      write(out, `wrote ${name}/${path}\n`);
     } else if (args[i] === "throw") {
       throw new Error("js_hello throws on purpose");
     }
