@@ -133,7 +133,7 @@ def test_bad_options_are_one_line(tmp_path):
     proc = wasitls("run", "--dir", str(tmp_path / "missing"), str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "not a directory")
-    proc = wasitls("run", "--env", "NOEQUALS", str(wasm))
+    proc = wasitls("run", "--env", "=value", str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "NAME=VALUE")
     proc = wasitls("run", "--allow-listen", "127.0.0.1:notaport", str(wasm))

@@ -65,12 +65,13 @@ def guest(build_guest, wasmtime_cli, tmp_path_factory):
     return g
 
 
-def run_both(guest, args, grant=NONE, dirs=(), env=(), stdin=b"", before_each=None):
+def run_both(guest, args, grant=NONE, dirs=(), env=(), stdin=b"", before_each=None, host_env=None):
     results = {}
     for host, cmd in guest.commands(args, grant, dirs, env).items():
         if before_each is not None:
             before_each(host)
-        results[host] = subprocess.run(cmd, input=stdin, capture_output=True, timeout=TIMEOUT, env=QUIET_ENV)
+        results[host] = subprocess.run(cmd, input=stdin, capture_output=True, timeout=TIMEOUT,
+                                       env={**QUIET_ENV, **(host_env or {})})
     return results["wasmtime"], results["wasitls"]
 
 
@@ -91,6 +92,13 @@ def test_cli(guest):
     assert "argv[0] = 'rehearsal.wasm'\n" in text  # the file's name, without its directories
     assert "environ A = 'x=y'\n" in text and "stdin: 12 chars, 2 lines" in text
     assert out.stderr.decode() == "to stderr, line 1\nto stderr, line 2 ünï\n"
+
+
+def test_env_name_alone_passes_the_hosts_value(guest):
+    env = ["FROM_HOST", "NOT_ON_HOST", "DUP=1", "DUP=2"]
+    out = same(guest, ["cli"], env=env, host_env={"FROM_HOST": "host value"}).stdout.decode(errors="replace")
+    assert "environ FROM_HOST = 'host value'\n" in out and "NOT_ON_HOST" not in out
+    assert "environ DUP = '2'\n" in out
 
 
 @pytest.mark.parametrize("how, code, status", [

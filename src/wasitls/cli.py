@@ -22,7 +22,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
                    help="preopen a directory (GUEST_DIR defaults to HOST_DIR); repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a guest environment variable; repeatable")
+                   help="set a guest environment variable (NAME alone: the host's value); repeatable")
     p.add_argument("--allow-net", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow TCP/UDP connections to HOST (any port if PORT is left out) and name lookups "
                         "of HOST; repeatable; '*' allows every address")

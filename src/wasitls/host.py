@@ -43,8 +43,12 @@ def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
     out = []
     for item in env:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise HostError(f"--env {item!r}: expected NAME=VALUE")
+        if not name:
+            raise HostError(f"--env {item!r}: expected NAME=VALUE or NAME")
+        if not sep:  # NAME alone passes the host's value on, as on wasmtime; nothing if the host has none
+            if name not in os.environ:
+                continue
+            value = os.environ[name]
         out.append((name, value))
     return out
 
