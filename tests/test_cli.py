@@ -102,6 +102,16 @@ def test_trap_is_one_line_and_nonzero(tmp_path, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_an_error_raised_by_the_host_exits_1(tmp_path, engine):
+    # Not a trap in wasm code but a canonical ABI violation the host finds (a result with case 7):
+    # `wasmtime run` reports such errors with status 1, keeping 134 for wasm traps.
+    wasm = component(tmp_path, "bad.wasm", RUN_RETURNS.format(tag=7))
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "discriminant 7")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_unserved_imports_are_all_listed(tmp_path, engine):
     wasm = component(tmp_path, "unserved.wasm", UNSERVED)
     proc = wasitls("run", "--engine", engine, str(wasm))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -119,6 +120,13 @@ def test_uncaught_exception(guest):
     assert wl.stderr.split(b"wasitls: guest trapped")[0] == wt.stderr.split(b"Error: failed to run")[0]
 
 
+def test_an_error_raised_by_a_host_call_exits_1(guest):
+    # blocking-write-and-flush of more than 4096 bytes: wasmtime ends with an error (status 1), not a trap
+    wt, wl = run_both(guest, ["exit", "host-error"])
+    assert wl.returncode == wt.returncode == 1
+    assert wl.stdout == wt.stdout == b"exit via host-error\n"
+
+
 def test_usage_error(guest):
     assert same(guest, []).returncode == 1
 
@@ -219,6 +227,40 @@ def test_lookup(guest):
     text = same(guest, ["lookup", *names], grant=NET).stdout.decode()
     assert "lookup nonexistent.invalid: Err(name-unresolvable)\n" in text
     assert "lookup bad name!: Err(invalid-argument)\n" in text
+
+
+def test_tcp_both_ends_in_the_guest(guest):
+    # wasmtime allows any listen port; --allow-listen names ports, so only a bind of the listener's own
+    # port (address-in-use on wasmtime) is refused by our policy first
+    wt, wl = run_both(guest, ["self"], grant=(NET[0], ["--allow-net", "127.0.0.1", "--allow-listen", "127.0.0.1:0"]))
+    assert wl.returncode == wt.returncode == 0
+    assert wl.stderr == wt.stderr == b""
+    policy_line = "self: bind the listener's port -> Err({})\n"
+    assert wt.stdout.decode().endswith(policy_line.format("address-in-use"))
+    assert wl.stdout.decode() == wt.stdout.decode().replace(policy_line.format("address-in-use"),
+                                                            policy_line.format("access-denied"))
+    assert "self: client read 12000 bytes\n" in wl.stdout.decode()
+
+
+def test_connection_reset_by_the_peer(guest):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    server.settimeout(TIMEOUT)
+
+    def reset_each():
+        for _ in range(2):
+            conn, _ = server.accept()
+            conn.recv(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=reset_each, daemon=True).start()
+    out = same(guest, ["reset", "127.0.0.1", str(server.getsockname()[1])], grant=NET)
+    server.close()
+    # the debug string is wasmtime's name for the error; a write after the reset finds the stream closed
+    assert out.stdout == (b"reset: read -> last-operation-failed\nreset: debug string 'ConnectionReset'\n"
+                          b"reset: write -> closed\n")
 
 
 def closed_port() -> int:

@@ -9,8 +9,6 @@ import sys
 from .component.engine import GuestTrap
 from .host import DEFAULT_ENGINE, Host, HostError
 
-TRAP_STATUS = 134  # what wasmtime's CLI exits with after a trap (SIGABRT's 128 + 6)
-
 
 def _progress(line: str) -> None:
     print(f"wasitls: {line}", file=sys.stderr, flush=True)
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except GuestTrap as e:
         print(f"wasitls: guest trapped: {e}", file=sys.stderr)
-        return TRAP_STATUS
+        return e.status  # as wasmtime: 134 for a trap in wasm code, 1 for an error a host call raised
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback only on request

@@ -19,6 +19,7 @@ import uuid
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import instance_network, ip_name_lookup, network, poll, streams, tcp, tcp_create_socket
+from wit_world.imports import stdout as wasi_stdout
 
 
 def out(line):
@@ -339,6 +340,95 @@ def net_bind(args):
         out(f"bind {args[0]}:{args[1]}: Err({wit_name(e.value)})")
 
 
+def net_self(args):
+    """Both ends in the guest: listen, connect to ourselves, accept, talk both ways, over poll lists."""
+    net = instance_network.instance_network()
+    lst = tcp_create_socket.create_tcp_socket(network.IpAddressFamily.IPV4)
+    lst.start_bind(net, sockaddr(to_ip("127.0.0.1"), 0))
+    lst.finish_bind()
+    lst.start_listen()
+    lst.finish_listen()
+    port = lst.local_address().value.port
+    cli = tcp_create_socket.create_tcp_socket(network.IpAddressFamily.IPV4)
+    cli.start_connect(net, sockaddr(to_ip("127.0.0.1"), port))
+    accepted = connected = None
+    rounds = 0
+    while accepted is None or connected is None:
+        rounds += 1
+        pollables = []
+        if accepted is None:
+            pollables.append(lst.subscribe())
+        if connected is None:
+            pollables.append(cli.subscribe())
+        ready = poll.poll(pollables)
+        for p in pollables:
+            p.__exit__(None, None, None)
+        out_ready = sorted(set(ready))
+        if accepted is None:
+            try:
+                accepted = lst.accept()
+            except Err as e:
+                if e.value != network.ErrorCode.WOULD_BLOCK:
+                    raise
+        if connected is None:
+            try:
+                connected = cli.finish_connect()
+            except Err as e:
+                if e.value != network.ErrorCode.WOULD_BLOCK:
+                    raise
+    out(f"self: accepted and connected, poll said ready indexes are valid: {all(0 <= i < 2 for i in out_ready)}")
+    srv_sock, srv_rx, srv_tx = accepted
+    cli_rx, cli_tx = connected
+    out(f"self: server sees client port == client local port: "
+        f"{srv_sock.remote_address().value.port == cli.local_address().value.port}")
+    cli_tx.blocking_write_and_flush(b"ping")
+    out(f"self: server read {srv_rx.blocking_read(100)!r}")
+    for _ in range(3):
+        srv_tx.blocking_write_and_flush(b"pong" * 1000)
+    got = b""
+    while len(got) < 12000:
+        got += cli_rx.blocking_read(65536)
+    out(f"self: client read {len(got)} bytes")
+    step("self: read with nothing pending", lambda: cli_rx.read(10))
+    cli.shutdown(tcp.ShutdownType.SEND)
+    step("self: server read after client shut down", lambda: srv_rx.blocking_read(10))
+    step("self: server skip after close", lambda: srv_rx.skip(10))
+    step("self: shutdown receive", lambda: srv_sock.shutdown(tcp.ShutdownType.RECEIVE))
+    step("self: accept again, nothing pending", lambda: lst.accept())
+    step("self: second listen", lambda: lst.start_listen())
+    step("self: bind a bound socket", lambda: lst.start_bind(net, sockaddr(to_ip("127.0.0.1"), 0)))
+    step("self: connect a listener", lambda: lst.start_connect(net, sockaddr(to_ip("127.0.0.1"), port)))
+    again = tcp_create_socket.create_tcp_socket(network.IpAddressFamily.IPV4)
+    step("self: bind the listener's port", lambda: (again.start_bind(net, sockaddr(to_ip("127.0.0.1"), port)),
+                                                     again.finish_bind()))
+
+
+def net_reset(args):
+    """The peer resets the connection: what reads and writes then report."""
+    s, rx, tx = connect(to_ip(args[0]), int(args[1]))
+    tx.blocking_write_and_flush(b"x")
+    try:
+        while True:
+            data = rx.blocking_read(100)
+            out(f"reset: read {data!r}")
+    except Err as e:
+        v = e.value
+        out(f"reset: read -> {wit_name(v)}")
+        if isinstance(v, streams.StreamError_LastOperationFailed):
+            out(f"reset: debug string {v.value.to_debug_string()!r}")
+    for i in range(50):
+        try:
+            n = tx.check_write()
+            tx.write(b"y" * min(n, 1000))
+            tx.blocking_flush()
+        except Err as e:
+            v = e.value
+            out(f"reset: write -> {wit_name(v)}")
+            if isinstance(v, streams.StreamError_LastOperationFailed):
+                out(f"reset: debug string {v.value.to_debug_string()!r}")
+            break
+
+
 def stdlib_socket(args):
     """What the stdlib socket module does on this build (componentize-py's CPython)."""
     try:
@@ -369,6 +459,8 @@ def exiting(args):
     if how == "os._exit":
         sys.stdout.flush()
         os._exit(int(args[1]))
+    if how == "host-error":  # a broken precondition: more than blocking-write-and-flush may take
+        wasi_stdout.get_stdout().blocking_write_and_flush(b"x" * 5000)
     if how == "raise":
         raise ValueError("uncaught")
     if how == "err":
@@ -378,7 +470,8 @@ def exiting(args):
 
 STEPS = {
     "cli": cli, "time-random": time_and_random, "files": files, "lookup": net_lookup, "client": net_client,
-    "server": net_server, "refused": net_refused, "bind": net_bind, "stdlib-socket": stdlib_socket, "exit": exiting,
+    "server": net_server, "refused": net_refused, "bind": net_bind, "stdlib-socket": stdlib_socket,
+    "self": net_self, "reset": net_reset, "exit": exiting,
 }
 
 
