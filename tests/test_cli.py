@@ -5,6 +5,7 @@ These use tiny components written in the component text format, so they run in m
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,23 @@ def test_bad_options_are_one_line(tmp_path):
     proc = wasitls("run", "--allow-listen", "127.0.0.1:notaport", str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "port")
+
+
+def test_stdio_on_descriptors_that_cannot_be_used(tmp_path):
+    # stdout open read-only (as a shell wrapper can leave it) swallows output; a bad stdin is at its end
+    from wasitls.wasi.ctx import FdSource, WriterSink
+    from wasitls.wasi.io.streams import StreamClosed
+
+    path = tmp_path / "read-only"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        WriterSink(fd).write(b"dropped")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b""
+    fd = os.open(path, os.O_WRONLY)
+    source = FdSource(fd)
+    with pytest.raises(StreamClosed):
+        source.read(10)
+    os.close(fd)

@@ -102,6 +102,24 @@ def test_env_name_alone_passes_the_hosts_value(guest):
     assert "environ DUP = '2'\n" in out
 
 
+@pytest.mark.parametrize("closed", ["stdin", "stdout"])
+def test_closed_stdio(guest, closed):
+    # A closed stdin reads as empty; output to a closed stdout is dropped (Rust's std does both for wasmtime).
+    # Neither may reach a file the host opens later under the freed descriptor number.
+    fd = {"stdin": 0, "stdout": 1}[closed]
+    results = {}
+    for host, cmd in guest.commands(["cli"]).items():
+        results[host] = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT,
+                                       env=QUIET_ENV, preexec_fn=lambda: os.close(fd))
+    wt, wl = results["wasmtime"], results["wasitls"]
+    assert (wl.returncode, wl.stdout, wl.stderr) == (wt.returncode, wt.stdout, wt.stderr)
+    assert wt.returncode == 0
+    if closed == "stdin":
+        assert wt.stdout.endswith(b"stdin: 0 chars, 0 lines, first ''\n")
+    else:
+        assert wt.stdout == b"" and wt.stderr == "to stderr, line 1\nto stderr, line 2 ünï\n".encode()
+
+
 @pytest.mark.parametrize("how, code, status", [
     ("sys.exit", "0", 0), ("sys.exit", "1", 1), ("sys.exit", "3", 1), ("sys.exit", "256", 1),
     ("sys.exit-str", None, 1), ("os._exit", "7", 1), ("err", None, 1), ("normal", None, 0),

@@ -41,7 +41,25 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
 
+def _fill_closed_std_fds() -> None:
+    """Park /dev/null on a standard descriptor that is closed (`wasitls run ... <&-`).
+
+    Otherwise the next file we open (the compiled-code cache) takes its number and the guest's stdin would
+    read it, or its stdout write into it. With /dev/null there, stdin is at end of file and output is
+    discarded, as on wasmtime.
+    """
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _fill_closed_std_fds()
     parser = argparse.ArgumentParser(prog="wasitls", description="Run WebAssembly components with host TLS.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)

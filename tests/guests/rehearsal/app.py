@@ -268,7 +268,7 @@ def net_lookup(args):
         except Err as e:
             out(f"lookup {name}: Err({wit_name(e.value)})")
             continue
-        out(f"lookup {name}: {sorted(fmt_addr(sockaddr(a, 0)) for a in addrs)}")
+        out(f"lookup {name}: {[fmt_addr(sockaddr(a, 0)) for a in addrs]}")
 
 
 def net_client(args):
