@@ -176,6 +176,16 @@ def test_files(guest, tmp_path, guest_dir):
     assert sorted(os.listdir(tmp_path)) == ["root"]  # nothing escaped
 
 
+def test_directory_order_is_the_os_order(guest, tmp_path):
+    # unsorted, as the OS lists it: a guest printing os.listdir as-is sees the same order on both
+    for i in range(40):
+        (tmp_path / f"f{(i * 7919) % 1000:03d}").write_text(str(i))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to("f000")
+    out = same(guest, ["ls", "/d"], dirs=[f"{tmp_path}::/d"]).stdout.decode()
+    assert out.startswith(f"listdir: {os.listdir(tmp_path)}\n")
+
+
 def test_files_without_the_preopen(guest):
     out = same(guest, ["files", "/data"])
     assert (out.returncode, out.stdout) == (1, b"listdir at start -> FileNotFoundError ENOENT\n")

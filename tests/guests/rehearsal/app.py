@@ -168,6 +168,12 @@ def files(args):
     out(f"listdir at end: {sorted(os.listdir(root))}")
 
 
+def listing(args):
+    """Directory order as the host hands it out (not sorted), by two stdlib paths."""
+    out(f"listdir: {os.listdir(args[0])}")
+    out(f"scandir: {[(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in os.scandir(args[0])]}")
+
+
 # --- net (raw wasi:sockets bindings) -------------------------------------------------------------
 
 def block_on(pollable):
@@ -469,7 +475,7 @@ def exiting(args):
 
 
 STEPS = {
-    "cli": cli, "time-random": time_and_random, "files": files, "lookup": net_lookup, "client": net_client,
+    "cli": cli, "ls": listing, "time-random": time_and_random, "files": files, "lookup": net_lookup, "client": net_client,
     "server": net_server, "refused": net_refused, "bind": net_bind, "stdlib-socket": stdlib_socket,
     "self": net_self, "reset": net_reset, "exit": exiting,
 }
