@@ -291,6 +291,13 @@ def test_connection_reset_by_the_peer(guest):
                           b"reset: write -> closed\n")
 
 
+def test_socket_option_values(guest):
+    # defaults as the OS reports them, and what a set value reads back as (rounded, clamped)
+    text = same(guest, ["opts"], grant=NET).stdout.decode()
+    assert "ipv4 then keep_alive_idle_time -> 2000000000\n" in text  # 1.5 s: whole seconds, rounded up
+    assert "ipv4 then keep_alive_count -> 127\n" in text and "Err" not in text
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

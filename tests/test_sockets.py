@@ -499,8 +499,10 @@ def test_tcp_options(family):
     sock.set_keep_alive_enabled(False)
     assert sock.keep_alive_enabled() is False
 
-    sock.set_keep_alive_idle_time(1_500_000_000)  # rounded down to whole seconds
-    assert sock.keep_alive_idle_time() == 1_000_000_000
+    sock.set_keep_alive_idle_time(1_500_000_000)  # whole seconds, rounded up as wasmtime (rustix) does
+    assert sock.keep_alive_idle_time() == 2_000_000_000
+    sock.set_keep_alive_interval(2_000_000_001)
+    assert sock.keep_alive_interval() == 3_000_000_000
     sock.set_keep_alive_idle_time(1)  # clamped up to a second, never 0
     assert sock.keep_alive_idle_time() == 1_000_000_000
     sock.set_keep_alive_interval(30 * 10**9)
@@ -924,6 +926,8 @@ class AllowAll:
 
     def may_bind_ephemeral_udp(self):
         return True
+
+    has_network = True
 
 
 def inherit_network() -> SimpleNamespace:

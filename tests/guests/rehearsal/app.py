@@ -19,6 +19,7 @@ import uuid
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import instance_network, ip_name_lookup, network, poll, streams, tcp, tcp_create_socket
+from wit_world.imports import udp_create_socket
 from wit_world.imports import stdout as wasi_stdout
 
 
@@ -435,6 +436,25 @@ def net_reset(args):
             break
 
 
+def net_opts(args):
+    """Socket option values as the host reports them (defaults, and after setting)."""
+    for fam in (network.IpAddressFamily.IPV4, network.IpAddressFamily.IPV6):
+        s = tcp_create_socket.create_tcp_socket(fam)
+        name = wit_name(fam)
+        for opt in ("keep_alive_enabled", "keep_alive_idle_time", "keep_alive_interval", "keep_alive_count",
+                    "hop_limit", "receive_buffer_size", "send_buffer_size"):
+            step(f"{name} default {opt}", getattr(s, opt))
+        for opt, value in (("receive_buffer_size", 65536), ("send_buffer_size", 100000), ("receive_buffer_size", 1),
+                           ("keep_alive_idle_time", 1_500_000_000), ("keep_alive_interval", 999_999_999),
+                           ("keep_alive_count", 300), ("hop_limit", 255), ("keep_alive_idle_time", 2**63 - 1)):
+            if step(f"{name} set {opt} {value}", lambda: getattr(s, "set_" + opt)(value)) is None:
+                step(f"{name} then {opt}", getattr(s, opt))
+        step(f"{name} set listen backlog 1000000", lambda: s.set_listen_backlog_size(1000000))
+        u = udp_create_socket.create_udp_socket(fam)
+        for opt in ("unicast_hop_limit", "receive_buffer_size", "send_buffer_size"):
+            step(f"{name} udp default {opt}", getattr(u, opt))
+
+
 def stdlib_socket(args):
     """What the stdlib socket module does on this build (componentize-py's CPython)."""
     try:
@@ -477,7 +497,7 @@ def exiting(args):
 STEPS = {
     "cli": cli, "ls": listing, "time-random": time_and_random, "files": files, "lookup": net_lookup, "client": net_client,
     "server": net_server, "refused": net_refused, "bind": net_bind, "stdlib-socket": stdlib_socket,
-    "self": net_self, "reset": net_reset, "exit": exiting,
+    "self": net_self, "opts": net_opts, "reset": net_reset, "exit": exiting,
 }
 
 
