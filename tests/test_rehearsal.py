@@ -298,6 +298,29 @@ def test_socket_option_values(guest):
     assert "ipv4 then keep_alive_count -> 127\n" in text and "Err" not in text
 
 
+def test_stream_plumbing_zeroes_skip_splice_and_poll(guest):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    server.settimeout(TIMEOUT)
+    reply = b"AB" + b"line of reply text\n" * 300
+
+    def serve_each():
+        for _ in range(2):
+            conn, _ = server.accept()
+            data = b""
+            while chunk := conn.recv(100):
+                data += chunk
+            conn.sendall(reply[:2] + repr(data).encode() + b"\n" + reply[2:])
+            conn.close()
+
+    threading.Thread(target=serve_each, daemon=True).start()
+    out = same(guest, ["splice", "127.0.0.1", str(server.getsockname()[1])], grant=NET).stdout.decode()
+    server.close()
+    assert out.startswith("skip 2 -> 2\nb'\\x00\\x00\\x00\\x00\\x00'\nline of reply text\n")
+    assert out.endswith("\nsplice ended: closed after 5724 bytes\nsplice from a closed stream -> Err(closed)\n")
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

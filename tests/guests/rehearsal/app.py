@@ -19,7 +19,7 @@ import uuid
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import instance_network, ip_name_lookup, network, poll, streams, tcp, tcp_create_socket
-from wit_world.imports import udp_create_socket
+from wit_world.imports import monotonic_clock, udp_create_socket
 from wit_world.imports import stdout as wasi_stdout
 
 
@@ -436,6 +436,36 @@ def net_reset(args):
             break
 
 
+def net_splice(args):
+    """Stream plumbing: zeroes and a splice to the peer, the reply spliced straight onto stdout."""
+    s, rx, tx = connect(to_ip(args[0]), int(args[1]))
+    tx.blocking_write_zeroes_and_flush(3)
+    while tx.check_write() == 0:
+        block_on(tx.subscribe())
+    tx.write_zeroes(2)
+    tx.blocking_flush()
+    s.shutdown(tcp.ShutdownType.SEND)
+    step("skip 2", lambda: rx.blocking_skip(2))
+    out_stream = wasi_stdout.get_stdout()
+    total = 0
+    while True:
+        timer = monotonic_clock.subscribe_duration(5_000_000_000)
+        readable = rx.subscribe()
+        ready = poll.poll([timer, readable])
+        timer.__exit__(None, None, None)
+        readable.__exit__(None, None, None)
+        if ready == [0]:
+            out("timed out")
+            break
+        try:
+            total += out_stream.splice(rx, 1000)
+        except Err as e:
+            out_stream.blocking_flush()
+            print(f"\nsplice ended: {wit_name(e.value)} after {total} bytes", flush=True)
+            break
+    step("splice from a closed stream", lambda: out_stream.blocking_splice(rx, 10))
+
+
 def net_opts(args):
     """Socket option values as the host reports them (defaults, and after setting)."""
     for fam in (network.IpAddressFamily.IPV4, network.IpAddressFamily.IPV6):
@@ -497,7 +527,7 @@ def exiting(args):
 STEPS = {
     "cli": cli, "ls": listing, "time-random": time_and_random, "files": files, "lookup": net_lookup, "client": net_client,
     "server": net_server, "refused": net_refused, "bind": net_bind, "stdlib-socket": stdlib_socket,
-    "self": net_self, "opts": net_opts, "reset": net_reset, "exit": exiting,
+    "self": net_self, "opts": net_opts, "splice": net_splice, "reset": net_reset, "exit": exiting,
 }
 
 
