@@ -41,6 +41,7 @@ CASES = {
     "args-env-file": dict(args=["a b", "", "ünï", "read", "/data/hello.txt", "read", "/data/missing.txt",
                                 "write", "out.txt"],
                           env=["B=2", "A=x=y"], dirs=True),
+    "timers": dict(args=["timers"], dirs=False),
     "exit-ok": dict(args=["exit", "0", "not reached"], dirs=False),
     "exit-err": dict(args=["exit", "3"], dirs=False),
     "throw": dict(args=["throw"], dirs=False),
@@ -85,6 +86,10 @@ def test_js_guest_matches_wasmtime(engine, case, js_hello, js_hello_wasmtime, wa
         assert "crypto.getRandomValues: 32 bytes, not all zero: true\nMath.random in [0, 1): true\n" in out
         assert "Date.now plausible: true\nperformance.now non-decreasing: true\n" in out
         assert (data / "out.txt").read_text() == "written by js_hello to /data/out.txt\n"
+    elif case == "timers":
+        assert wt.returncode == 0
+        assert out.endswith("timers: 50 ms timeout then 3 interval ticks, >= 80 ms: true\n"
+                            "sha256(\"abc\"): ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n")
     elif case == "exit-ok":
         assert (wt.returncode, out.endswith("exiting with ok\n")) == (0, True)
     else:

@@ -33,7 +33,7 @@ function readFile(path) {
   throw new Error(`no preopen holds ${path}`);
 }
 
-function main() {
+async function main() {
   const out = getStdout();
   const err = getStderr();
   const args = getArguments();
@@ -73,6 +73,23 @@ function main() {
       const stream = file.writeViaStream(0n);
       stream.blockingWriteAndFlush(encoder.encode(`written by js_hello to ${name}/${path}\n`));
       write(out, `wrote ${name}/${path}\n`);
+    } else if (args[i] === "timers") {
+      // StarlingMonkey's event loop: timers over wasi:io/poll and the monotonic clock
+      const t0 = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      let ticks = 0;
+      await new Promise((resolve) => {
+        const id = setInterval(() => {
+          if (++ticks === 3) {
+            clearInterval(id);
+            resolve();
+          }
+        }, 10);
+      });
+      write(out, `timers: 50 ms timeout then 3 interval ticks, >= 80 ms: ${performance.now() - t0 >= 80}\n`);
+      const digest = await crypto.subtle.digest("SHA-256", encoder.encode("abc"));
+      const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+      write(out, `sha256("abc"): ${hex}\n`);
     } else if (args[i] === "throw") {
       throw new Error("js_hello throws on purpose");
     }
@@ -80,7 +97,7 @@ function main() {
 }
 
 export const run = {
-  run() {
-    main();
+  async run() {
+    await main();
   },
 };
