@@ -5,6 +5,7 @@ These use tiny components written in the component text format, so they run in m
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,16 @@ def test_trap_is_one_line_and_nonzero(tmp_path, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_an_error_raised_by_the_host_exits_1(tmp_path, engine):
+    # Not a trap in wasm code but a canonical ABI violation the host finds (a result with case 7):
+    # `wasmtime run` reports such errors with status 1, keeping 134 for wasm traps.
+    wasm = component(tmp_path, "bad.wasm", RUN_RETURNS.format(tag=7))
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "discriminant 7")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_unserved_imports_are_all_listed(tmp_path, engine):
     wasm = component(tmp_path, "unserved.wasm", UNSERVED)
     proc = wasitls("run", "--engine", engine, str(wasm))
@@ -133,9 +144,29 @@ def test_bad_options_are_one_line(tmp_path):
     proc = wasitls("run", "--dir", str(tmp_path / "missing"), str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "not a directory")
-    proc = wasitls("run", "--env", "NOEQUALS", str(wasm))
+    proc = wasitls("run", "--env", "=value", str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "NAME=VALUE")
     proc = wasitls("run", "--allow-listen", "127.0.0.1:notaport", str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "port")
+
+
+def test_stdio_on_descriptors_that_cannot_be_used(tmp_path):
+    # stdout open read-only (as a shell wrapper can leave it) swallows output; a bad stdin is at its end
+    from wasitls.wasi.ctx import FdSource, WriterSink
+    from wasitls.wasi.io.streams import StreamClosed
+
+    path = tmp_path / "read-only"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        WriterSink(fd).write(b"dropped")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b""
+    fd = os.open(path, os.O_WRONLY)
+    source = FdSource(fd)
+    with pytest.raises(StreamClosed):
+        source.read(10)
+    os.close(fd)

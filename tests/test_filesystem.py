@@ -125,6 +125,20 @@ def test_get_directories_hands_out_the_policy_preopens(tree: Path, tmp_path: Pat
     assert Types.resources == {"descriptor": Descriptor, "directory-entry-stream": DirectoryEntryStream}
 
 
+def test_dir_option_guest_names_as_wasmtime_reads_them(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    specs = ["data", "./data", "data::/", "data::/x/", "data::.", "data::"]
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        policy = Policy.build(dirs=specs)
+    finally:
+        os.chdir(old)
+    # HOST alone names the guest's directory as written; after `::` the guest name is taken as given
+    assert [p.guest_path for p in policy.preopens] == ["data", "./data", "/", "/x/", ".", ""]
+    assert {p.host_path for p in policy.preopens} == {(tmp_path / "data").resolve()}
+
+
 def test_preopen_is_opened_once(tree: Path, tmp_path: Path):
     preopens = Preopens(WasiCtx(policy=Policy(preopens=[Preopen(tree, "/")])))
     tree.rename(tmp_path / "renamed")

@@ -9,8 +9,6 @@ import sys
 from .component.engine import GuestTrap
 from .host import DEFAULT_ENGINE, Host, HostError
 
-TRAP_STATUS = 134  # what wasmtime's CLI exits with after a trap (SIGABRT's 128 + 6)
-
 
 def _progress(line: str) -> None:
     print(f"wasitls: {line}", file=sys.stderr, flush=True)
@@ -22,7 +20,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
                    help="preopen a directory (GUEST_DIR defaults to HOST_DIR); repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a guest environment variable; repeatable")
+                   help="set a guest environment variable (NAME alone: the host's value); repeatable")
     p.add_argument("--allow-net", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow TCP/UDP connections to HOST (any port if PORT is left out) and name lookups "
                         "of HOST; repeatable; '*' allows every address")
@@ -44,7 +42,25 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
 
+def _fill_closed_std_fds() -> None:
+    """Park /dev/null on a standard descriptor that is closed (`wasitls run ... <&-`).
+
+    Otherwise the next file we open (the compiled-code cache) takes its number and the guest's stdin would
+    read it, or its stdout write into it. With /dev/null there, stdin is at end of file and output is
+    discarded, as on wasmtime.
+    """
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _fill_closed_std_fds()
     parser = argparse.ArgumentParser(prog="wasitls", description="Run WebAssembly components with host TLS.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except GuestTrap as e:
         print(f"wasitls: guest trapped: {e}", file=sys.stderr)
-        return TRAP_STATUS
+        return e.status  # as wasmtime: 134 for a trap in wasm code, 1 for an error a host call raised
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback only on request

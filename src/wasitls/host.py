@@ -43,8 +43,12 @@ def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
     out = []
     for item in env:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise HostError(f"--env {item!r}: expected NAME=VALUE")
+        if not name:
+            raise HostError(f"--env {item!r}: expected NAME=VALUE or NAME")
+        if not sep:  # NAME alone passes the host's value on, as on wasmtime; nothing if the host has none
+            if name not in os.environ:
+                continue
+            value = os.environ[name]
         out.append((name, value))
     return out
 
@@ -144,7 +148,8 @@ class Host:
         """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
         loaded = self.load(component)
         if argv0 is None:
-            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else str(component)
+            # As on wasmtime: the file's own name, without the directories that lead to it.
+            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else Path(component).name
         ctx = self._ctx([argv0, *args])
         try:
             try:

@@ -119,7 +119,7 @@ class Policy:
             path = Path(host_dir).expanduser()
             if not path.is_dir():
                 raise PolicyError(f"--dir {spec!r}: {host_dir!r} is not a directory")
-            policy.preopens.append(Preopen(path.resolve(), guest_dir or host_dir))
+            policy.preopens.append(Preopen(path.resolve(), guest_dir if sep else host_dir))
         return policy
 
     # -- network -------------------------------------------------------------------------------

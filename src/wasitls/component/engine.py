@@ -27,6 +27,13 @@ class UnservedImports(ComponentError):
 class GuestTrap(Exception):
     """The guest trapped; the message names the trap in one line."""
 
+    @property
+    def status(self) -> int:
+        """The exit status `wasmtime run` gives it: 128 + SIGABRT (134) for a trap in wasm code (its message
+        starts "wasm trap:"), 1 for an error raised by a host call (a canonical ABI violation, a broken WASI
+        precondition such as writing past check-write), which wasmtime reports as a plain error."""
+        return 134 if str(self).startswith("wasm trap") else 1
+
 
 class CompileCache:
     """Compiled code on disk, keyed by content hash and engine version; None dir means disabled."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class FdSource:
         try:
             data = os.read(self.fd, n)
         except OSError as e:
-            raise StreamFailed(f"read failed: {e.strerror}") from None
+            if e.errno != errno.EBADF:
+                raise StreamFailed(f"read failed: {e.strerror}") from None
+            data = b""  # a closed stdin is at end of file (Rust's std, so wasmtime, reads it so)
         if not data:
             self.eof = True
             raise StreamClosed
@@ -98,7 +101,9 @@ class WriterSink:
             except BrokenPipeError:
                 raise StreamClosed from None
             except OSError as e:
-                raise StreamFailed(f"write failed: {e.strerror}") from None
+                if e.errno != errno.EBADF:
+                    raise StreamFailed(f"write failed: {e.strerror}") from None
+                # a closed (or read-only) stdout/stderr swallows output, as Rust's std does for wasmtime
         else:
             self.target.write(data)
 

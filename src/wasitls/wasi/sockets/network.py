@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno as E
 import ipaddress
-import os
 import socket
 import sys
 from typing import Any, NamedTuple
@@ -93,15 +92,27 @@ def os_bind(sock: socket.socket, addr: "SocketAddress") -> None:
         raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
 
 
-def os_error_message(n: int) -> str:
-    """What wasmtime's `to-debug-string` says for an OS error (Rust's io::Error display)."""
-    return f"{os.strerror(n)} (os error {n})"
+# The names wasmtime's socket streams give a failed read or write in `to-debug-string`: its own socket
+# error-code enum, printed as Rust prints it (CamelCase); errors it does not name are "Other".
+_WASMTIME_STREAM_ERRORS = {
+    "access-denied": "AccessDenied", "not-supported": "NotSupported", "invalid-argument": "InvalidArgument",
+    "out-of-memory": "OutOfMemory", "timeout": "Timeout", "invalid-state": "InvalidState",
+    "address-not-bindable": "AddressNotBindable", "address-in-use": "AddressInUse",
+    "remote-unreachable": "RemoteUnreachable", "connection-refused": "ConnectionRefused",
+    "connection-reset": "ConnectionReset", "connection-aborted": "ConnectionAborted",
+    "datagram-too-large": "DatagramTooLarge",
+}
 
 
 def stream_error(err: OSError) -> IoError:
-    """The `error` resource a socket stream's failed operation reports; `network-error-code` reads it."""
+    """The `error` resource a socket stream's failed operation reports; `network-error-code` reads it.
+
+    Its debug string is wasmtime's, e.g. "ConnectionReset" for ECONNRESET.
+    """
     n = err.errno if err.errno is not None else 0
-    return IoError(os_error_message(n) if n else str(err), net_code=error_code(n))
+    code = error_code(n)
+    name = "ConnectionBroken" if n == E.EPIPE else _WASMTIME_STREAM_ERRORS.get(code, "Other")
+    return IoError(name, net_code=code)
 
 
 # -- ip-address, ip-socket-address ---------------------------------------------------------------

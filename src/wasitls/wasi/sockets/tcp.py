@@ -344,8 +344,8 @@ class TcpSocket:
 def _keepalive_seconds(value: int) -> int:
     if value <= 0:
         raise Err("invalid-argument")
-    # at least a second, so the option never rounds down to 0
-    return min(max(value, NANOS), MAX_KEEPALIVE_SECONDS * NANOS) // NANOS
+    # clamped to [1 s, the Linux maximum], then whole seconds rounded up (wasmtime: rustix's Duration -> secs)
+    return -(-min(max(value, NANOS), MAX_KEEPALIVE_SECONDS * NANOS) // NANOS)
 
 
 # -- the streams of a connection ----------------------------------------------------------------

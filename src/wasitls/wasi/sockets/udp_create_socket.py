@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 from ...component.host import HostInterface
+from ...component.values import Err
 from .network import new_os_socket
 from .udp import UdpSocket
 
@@ -17,5 +18,8 @@ class UdpCreateSocket(HostInterface):
         self.ctx = ctx
 
     def create_udp_socket(self, address_family: str) -> UdpSocket:
-        # no network capability is needed yet: policy applies at bind and connect
+        # A guest granted no network at all cannot even make a socket, as on `wasmtime run` without
+        # -S inherit-network; otherwise the policy applies at bind and connect, address by address.
+        if not self.ctx.policy.has_network:
+            raise Err("access-denied")
         return UdpSocket(self.ctx, address_family, new_os_socket(address_family, socket.SOCK_DGRAM))
