@@ -139,3 +139,38 @@ def test_bad_options_are_one_line(tmp_path):
     proc = wasitls("run", "--allow-listen", "127.0.0.1:notaport", str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "port")
+
+
+def test_bad_tls_files_fail_before_the_guest_runs(tmp_path):
+    """TLS settings are built on first TLS use, but a CA file that cannot be read, or holds no
+    certificate, still stops the host with one line before the guest starts."""
+    wasm = component(tmp_path, "ok.wasm", RUN_RETURNS.format(tag=0))
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    cases = [
+        (["--ca-file", str(tmp_path / "missing.pem")], ["--ca-file", "missing.pem", "No such file"]),
+        (["--ca-file", str(empty)], ["--ca-file", "empty.pem", "no PEM certificate"]),
+        (["--ca-file", str(tmp_path)], ["--ca-file", "directory"]),
+        (["--client-ca-file", str(tmp_path / "missing.pem")], ["--client-ca-file", "missing.pem"]),
+        (["--identity", "noequals"], ["--identity", "NAME=KEY.pem,CERT.pem"]),
+        (["--identity", f"s={tmp_path / 'k.pem'},{tmp_path / 'c.pem'}"], ["identity 's'", "k.pem"]),
+    ]
+    for options, needles in cases:
+        proc = wasitls("run", *options, str(wasm))
+        assert proc.returncode == 2, (options, proc.stderr)
+        assert_one_line_error(proc, *needles)
+
+
+def test_tls_settings_are_built_on_first_use(tmp_path):
+    from wasitls.tls.config import TlsConfigError, build_tls_config
+
+    damaged = tmp_path / "damaged.pem"
+    damaged.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    settings = build_tls_config(ca_file=str(damaged), lazy=True)  # cheap checks pass
+    assert "trust" not in vars(settings)
+    with pytest.raises(TlsConfigError, match="damaged.pem"):
+        settings.trust  # noqa: B018 - the OpenSSL parse happens here
+    system = build_tls_config(lazy=True)
+    assert "system" in system.trust.description or "certifi" in system.trust.description
+    assert system.client_config is system.client_config and system.client_trust is None
+    assert system.identities == {}

@@ -23,7 +23,7 @@ from wasmtime._extern import wrap_extern
 from . import binary as B
 from . import canonical as C
 from . import types as T
-from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports
+from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports, WasmFile
 from .host import HostLinker, host_function, resource_class
 from .values import GuestExit, Trap
 
@@ -717,7 +717,7 @@ def _deserialize(engine: wasmtime.Engine, path: Any) -> wasmtime.Module | None:
         return None  # stale or corrupt: compile again
 
 
-def load_component(engine: wasmtime.Engine, wasm: bytes, cache: CompileCache,
+def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
                    progress: Callable[[str], None] | None) -> tuple[B.Component, dict[int, CompiledModule]]:
     """Parses the component and compiles its core modules (nested ones too), through the cache.
 
@@ -738,7 +738,7 @@ def load_component(engine: wasmtime.Engine, wasm: bytes, cache: CompileCache,
             return comp, modules
         except Exception:  # noqa: BLE001 - any unreadable index only costs a full load
             pass
-    comp = B.parse_component(wasm)
+    comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
     modules = {}
     entries = {}
     for m in core_modules(comp):
