@@ -6,7 +6,6 @@ ABI over wasmtime's core API). The WASI and TLS code is the same for both.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
@@ -67,6 +66,12 @@ class WasmFile:
         self.close()
 
 
+def _sha256(data: bytes) -> Any:
+    import hashlib  # imported here: loading OpenSSL's libcrypto for it costs ~2 ms of every start
+
+    return hashlib.sha256(data)
+
+
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -101,19 +106,18 @@ class CompileCache:
         mtime, ctime): any write changes ctime, which no one can set back, so an unchanged identity
         means unchanged bytes once the file has settled."""
         if not isinstance(wasm, WasmFile):
-            return hashlib.sha256(wasm).hexdigest()
+            return _sha256(wasm).hexdigest()
         if self.directory is None:
-            return hashlib.sha256(wasm.read()).hexdigest()
+            return _sha256(wasm.read()).hexdigest()
         ident = _identity(wasm.stat)
-        name = hashlib.sha256(repr((os.path.realpath(wasm.path),) + ident).encode()).hexdigest()[:40]
-        memo = self.directory / "digests" / name
+        memo = self.directory / "digests" / "-".join(f"{v:x}" for v in ident)
         try:
             digest = memo.read_text()
             if len(digest) == 64:
                 return digest
         except OSError:
             pass
-        digest = hashlib.sha256(wasm.read()).hexdigest()
+        digest = _sha256(wasm.read()).hexdigest()
         try:
             after = os.stat(wasm.path)
         except OSError:
