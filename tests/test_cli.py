@@ -174,3 +174,26 @@ def test_tls_settings_are_built_on_first_use(tmp_path):
     assert "system" in system.trust.description or "certifi" in system.trust.description
     assert system.client_config is system.client_config and system.client_trust is None
     assert system.identities == {}
+
+
+NOT_A_COMMAND = """
+(component
+  (core module $m (func (export "f") (result i32) i32.const 0))
+  (core instance $i (instantiate $m))
+  (func $f (result u32) (canon lift (core func $i "f")))
+  (instance $r (export "run" (func $f)))
+  (export "example:not/run@0.2.9" (instance $r)))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exported_interfaces_and_not_a_command(tmp_path, engine):
+    from wasitls.component.engine import CompileCache
+    from wasitls.host import make_engine
+
+    ok = wasmtime.wat2wasm(EXIT_WITH_CODE.format(version="0.2.3", code=0))
+    assert make_engine(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
+    wasm = component(tmp_path, "lib.wasm", NOT_A_COMMAND)
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "not a command", "wasi:cli/run")

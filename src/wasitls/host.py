@@ -149,6 +149,10 @@ class Host:
     def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
         """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
         loaded = self.load(component)
+        # any version of wasi:cli/run, as the component names it
+        run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None)
+        if run_iface is None:
+            raise HostError("not a command: the component exports no wasi:cli/run interface")
         if argv0 is None:
             argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else str(component)
         ctx = self._ctx([argv0, *args])
@@ -157,9 +161,7 @@ class Host:
                 instance = loaded.instantiate(self.linker(ctx))
             except ComponentError as e:  # unserved imports, a link failure
                 raise HostError(str(e)) from None
-            run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None) \
-                if hasattr(loaded, "exported_interfaces") else None
-            result = instance.call(run_iface or "wasi:cli/run@0.2.9", "run")
+            result = instance.call(run_iface, "run")
             return 1 if isinstance(result, Err) else 0
         except GuestExit as e:
             return e.status

@@ -163,6 +163,10 @@ class LoadedComponent:
         """Names of the instances the component imports, e.g. 'wasi:io/streams@0.2.9'."""
         raise NotImplementedError
 
+    def exported_interfaces(self) -> list[str]:
+        """Names of the instances the component exports, e.g. 'wasi:cli/run@0.2.3', in its order."""
+        raise NotImplementedError
+
     def instantiate(self, linker: HostLinker) -> "ComponentInstance":
         """Links every import to a host interface; raises UnservedImports listing all that are missing."""
         raise NotImplementedError

@@ -35,6 +35,9 @@ class FastComponent(LoadedComponent):
     def imported_instances(self) -> list[str]:
         return [d.name for d in self.comp.imports if d.extern.sort == "instance"]
 
+    def exported_interfaces(self) -> list[str]:
+        return [d.name for d in self.comp.exports if d.sort == "instance"]
+
     def instantiate(self, linker: HostLinker) -> "FastInstance":
         runtime = Runtime(self.engine.wt_engine, self.modules, linker)
         try:

@@ -317,6 +317,10 @@ class ReferenceComponent(LoadedComponent):
     def imported_instances(self) -> list[str]:
         return list(self._imports)
 
+    def exported_interfaces(self) -> list[str]:
+        exports = self.comp.type.exports(self.engine.wt_engine)
+        return [name for name, ext in exports.items() if isinstance(ext.ty, wc.ComponentInstanceType)]
+
     def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
         engine = self.engine.wt_engine
         store = wasmtime.Store(engine)
