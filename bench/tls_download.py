@@ -107,6 +107,7 @@ http {{
     listen 127.0.0.1:{port} ssl;
     ssl_certificate {tmp}/cert.pem;
     ssl_certificate_key {tmp}/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
     root {tmp};
   }}
 }}
