@@ -197,3 +197,42 @@ def test_exported_interfaces_and_not_a_command(tmp_path, engine):
     proc = wasitls("run", "--engine", engine, str(wasm))
     assert proc.returncode == 2
     assert_one_line_error(proc, "not a command", "wasi:cli/run")
+
+
+# -- start-up caches: what lets a second start skip work must never serve stale answers -------------
+
+
+def test_interface_table_matches_the_classes(tmp_path):
+    from wasitls.served import all_interfaces, interface_table
+
+    expected = [(c.__module__, c.__qualname__, (c.wit, *c.aliases)) for c in all_interfaces()]
+    assert interface_table(tmp_path) == expected  # computed and written
+    assert len(list(tmp_path.glob("interfaces-*.txt"))) == 1
+    assert interface_table(tmp_path) == expected  # read back
+    assert interface_table(None) == expected
+
+
+def test_digest_memo_follows_the_file(tmp_path, monkeypatch):
+    import hashlib
+    import time
+
+    from wasitls.component import engine as engine_module
+    from wasitls.component.engine import CompileCache, WasmFile
+
+    cache = CompileCache(tmp_path / "cache")
+    path = tmp_path / "guest.wasm"
+    path.write_bytes(b"\0asm first")
+    with WasmFile(path) as f:
+        assert cache.digest(f) == hashlib.sha256(b"\0asm first").hexdigest()
+    assert not (tmp_path / "cache" / "digests").exists()  # just written: not settled, not remembered
+    monkeypatch.setattr(engine_module, "_SETTLED_NS", -1)
+    with WasmFile(path) as f:
+        cache.digest(f)
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1
+    with WasmFile(path) as f:
+        monkeypatch.setattr(f, "read", lambda: pytest.fail("a remembered digest must not read the file"))
+        assert cache.digest(f) == hashlib.sha256(b"\0asm first").hexdigest()
+    time.sleep(0.02)
+    path.write_bytes(b"\0asm other")  # same size, same inode: only mtime/ctime tell
+    with WasmFile(path) as f:
+        assert cache.digest(f) == hashlib.sha256(b"\0asm other").hexdigest()
