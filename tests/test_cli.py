@@ -170,3 +170,100 @@ def test_stdio_on_descriptors_that_cannot_be_used(tmp_path):
     with pytest.raises(StreamClosed):
         source.read(10)
     os.close(fd)
+
+
+def test_bad_tls_files_fail_before_the_guest_runs(tmp_path):
+    """TLS settings are built on first TLS use, but a CA file that cannot be read, or holds no
+    certificate, still stops the host with one line before the guest starts."""
+    wasm = component(tmp_path, "ok.wasm", RUN_RETURNS.format(tag=0))
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    cases = [
+        (["--ca-file", str(tmp_path / "missing.pem")], ["--ca-file", "missing.pem", "No such file"]),
+        (["--ca-file", str(empty)], ["--ca-file", "empty.pem", "no PEM certificate"]),
+        (["--ca-file", str(tmp_path)], ["--ca-file", "directory"]),
+        (["--client-ca-file", str(tmp_path / "missing.pem")], ["--client-ca-file", "missing.pem"]),
+        (["--identity", "noequals"], ["--identity", "NAME=KEY.pem,CERT.pem"]),
+        (["--identity", f"s={tmp_path / 'k.pem'},{tmp_path / 'c.pem'}"], ["identity 's'", "k.pem"]),
+    ]
+    for options, needles in cases:
+        proc = wasitls("run", *options, str(wasm))
+        assert proc.returncode == 2, (options, proc.stderr)
+        assert_one_line_error(proc, *needles)
+
+
+def test_tls_settings_are_built_on_first_use(tmp_path):
+    from wasitls.tls.config import TlsConfigError, build_tls_config
+
+    damaged = tmp_path / "damaged.pem"
+    damaged.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    settings = build_tls_config(ca_file=str(damaged), lazy=True)  # cheap checks pass
+    assert "trust" not in vars(settings)
+    with pytest.raises(TlsConfigError, match="damaged.pem"):
+        settings.trust  # noqa: B018 - the OpenSSL parse happens here
+    system = build_tls_config(lazy=True)
+    assert "system" in system.trust.description or "certifi" in system.trust.description
+    assert system.client_config is system.client_config and system.client_trust is None
+    assert system.identities == {}
+
+
+NOT_A_COMMAND = """
+(component
+  (core module $m (func (export "f") (result i32) i32.const 0))
+  (core instance $i (instantiate $m))
+  (func $f (result u32) (canon lift (core func $i "f")))
+  (instance $r (export "run" (func $f)))
+  (export "example:not/run@0.2.9" (instance $r)))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exported_interfaces_and_not_a_command(tmp_path, engine):
+    from wasitls.component.engine import CompileCache
+    from wasitls.host import make_engine
+
+    ok = wasmtime.wat2wasm(EXIT_WITH_CODE.format(version="0.2.3", code=0))
+    assert make_engine(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
+    wasm = component(tmp_path, "lib.wasm", NOT_A_COMMAND)
+    proc = wasitls("run", "--engine", engine, str(wasm))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "not a command", "wasi:cli/run")
+
+
+# -- start-up caches: what lets a second start skip work must never serve stale answers -------------
+
+
+def test_interface_table_matches_the_classes(tmp_path):
+    from wasitls.served import all_interfaces, interface_table
+
+    expected = [(c.__module__, c.__qualname__, (c.wit, *c.aliases)) for c in all_interfaces()]
+    assert interface_table(tmp_path) == expected  # computed and written
+    assert len(list(tmp_path.glob("interfaces-*.txt"))) == 1
+    assert interface_table(tmp_path) == expected  # read back
+    assert interface_table(None) == expected
+
+
+def test_digest_memo_follows_the_file(tmp_path, monkeypatch):
+    import hashlib
+    import time
+
+    from wasitls.component import engine as engine_module
+    from wasitls.component.engine import CompileCache, WasmFile
+
+    cache = CompileCache(tmp_path / "cache")
+    path = tmp_path / "guest.wasm"
+    path.write_bytes(b"\0asm first")
+    with WasmFile(path) as f:
+        assert cache.digest(f) == hashlib.sha256(b"\0asm first").hexdigest()
+    assert not (tmp_path / "cache" / "digests").exists()  # just written: not settled, not remembered
+    monkeypatch.setattr(engine_module, "_SETTLED_NS", -1)
+    with WasmFile(path) as f:
+        cache.digest(f)
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1
+    with WasmFile(path) as f:
+        monkeypatch.setattr(f, "read", lambda: pytest.fail("a remembered digest must not read the file"))
+        assert cache.digest(f) == hashlib.sha256(b"\0asm first").hexdigest()
+    time.sleep(0.02)
+    path.write_bytes(b"\0asm other")  # same size, same inode: only mtime/ctime tell
+    with WasmFile(path) as f:
+        assert cache.digest(f) == hashlib.sha256(b"\0asm other").hexdigest()

@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
-from .component.engine import CompileCache, ComponentError, Engine, GuestTrap
+from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, WasmFile
 from .component.host import HostLinker, split_name
 from .component.values import Err, GuestExit
 from .policy import Policy, PolicyError
@@ -94,11 +93,12 @@ class Host:
         self.progress = progress
 
     def _tls(self) -> Any:
-        """TLS settings (trust store, identities) are built once per host and shared by its runs."""
+        """TLS settings are made once per host and shared by its runs; the trust store and OpenSSL
+        context inside them are built on the first TLS use (a guest without TLS never pays for them)."""
         if self._tls_config is None:
             from .tls.config import TlsConfigError, build_tls_config
             try:
-                self._tls_config = build_tls_config(**self.tls_options)
+                self._tls_config = build_tls_config(**self.tls_options, lazy=True)
             except TlsConfigError as e:
                 raise HostError(str(e)) from None
         return self._tls_config
@@ -119,20 +119,21 @@ class Host:
         return ctx
 
     def linker(self, ctx: WasiCtx) -> HostLinker:
-        from . import wasi, wasitls_tls
+        """Every interface we serve, each made (and its module imported) only if the guest imports it."""
+        from .served import interface_table, load_interface
 
         linker = HostLinker()
-        for cls in [*wasi.interfaces(), *wasitls_tls.interfaces()]:
-            linker.register(cls(ctx))
+        for module, name, names in interface_table(self.cache.directory):
+            linker.register_deferred(names, lambda m=module, n=name: load_interface(m, n)(ctx))
         return linker
 
     def load(self, component: str | os.PathLike | bytes) -> Any:
         if isinstance(component, (bytes, bytearray)):
-            wasm = bytes(component)
+            wasm: bytes | WasmFile = bytes(component)
         else:
-            path = Path(component)
             try:
-                wasm = path.read_bytes()
+                # opened now, read only if the compile cache does not already know this file
+                wasm = WasmFile(component)
             except FileNotFoundError:
                 raise HostError(f"no such file: {component}") from None
             except IsADirectoryError:
@@ -143,10 +144,19 @@ class Host:
             return self.engine.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
+        except OSError as e:  # the file could be opened but not read
+            raise HostError(f"cannot read {component}: {e.strerror}") from None
+        finally:
+            if isinstance(wasm, WasmFile):
+                wasm.close()
 
     def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
         """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
         loaded = self.load(component)
+        # any version of wasi:cli/run, as the component names it
+        run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None)
+        if run_iface is None:
+            raise HostError("not a command: the component exports no wasi:cli/run interface")
         if argv0 is None:
             # As on wasmtime: the file's own name, without the directories that lead to it.
             argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else Path(component).name
@@ -156,9 +166,7 @@ class Host:
                 instance = loaded.instantiate(self.linker(ctx))
             except ComponentError as e:  # unserved imports, a link failure
                 raise HostError(str(e)) from None
-            run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None) \
-                if hasattr(loaded, "exported_interfaces") else None
-            result = instance.call(run_iface or "wasi:cli/run@0.2.9", "run")
+            result = instance.call(run_iface, "run")
             return 1 if isinstance(result, Err) else 0
         except GuestExit as e:
             return e.status

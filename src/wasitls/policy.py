@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from .records import FrozenRecord, Record
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -18,23 +19,32 @@ class PolicyError(ValueError):
     """A malformed option (bad address, missing directory): one line for the person who typed it."""
 
 
-@dataclass(frozen=True)
-class NetRule:
+class NetRule(FrozenRecord):
+    _fields = ("host", "port", "addresses")
     host: str  # '*' for any, a name, or an IP literal
     port: int | None  # None: any port
     addresses: frozenset[IPAddress]  # what `host` stood for when the policy was built
 
+    def __init__(self, host: str, port: int | None, addresses: frozenset[IPAddress]):
+        self._set(host=host, port=port, addresses=addresses)
 
-@dataclass(frozen=True)
-class ListenRule:
+
+class ListenRule(FrozenRecord):
+    _fields = ("address", "port")
     address: IPAddress | None  # None: any local address
     port: int
 
+    def __init__(self, address: IPAddress | None, port: int):
+        self._set(address=address, port=port)
 
-@dataclass(frozen=True)
-class Preopen:
+
+class Preopen(FrozenRecord):
+    _fields = ("host_path", "guest_path")
     host_path: Path
     guest_path: str
+
+    def __init__(self, host_path: Path, guest_path: str):
+        self._set(host_path=host_path, guest_path=guest_path)
 
 
 def _split_host_port(spec: str, *, port_required: bool) -> tuple[str, int | None]:
@@ -79,11 +89,14 @@ def _canonical(ip: IPAddress) -> IPAddress:
     return ip
 
 
-@dataclass
-class Policy:
-    net: list[NetRule] = field(default_factory=list)
-    listen: list[ListenRule] = field(default_factory=list)
-    preopens: list[Preopen] = field(default_factory=list)
+class Policy(Record):
+    _fields = ("net", "listen", "preopens")
+
+    def __init__(self, net: list[NetRule] | None = None, listen: list[ListenRule] | None = None,
+                 preopens: list[Preopen] | None = None):
+        self.net: list[NetRule] = [] if net is None else net
+        self.listen: list[ListenRule] = [] if listen is None else listen
+        self.preopens: list[Preopen] = [] if preopens is None else preopens
 
     @classmethod
     def build(cls, *, allow_net: list[str] = (), allow_listen: list[str] = (), dirs: list[str] = ()) -> "Policy":

@@ -7,7 +7,8 @@ from typing import Any
 import wasmtime
 
 from . import binary as B
-from .engine import CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, Progress
+from .engine import (CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, Progress,
+                     WasmFile)
 from .host import HostLinker, split_name
 from .runtime import CompiledModule, InstanceValue, Runtime, load_component
 from .values import Trap
@@ -19,8 +20,9 @@ class FastEngine(Engine):
     def __init__(self) -> None:
         self.wt_engine = wasmtime.Engine()
 
-    def load(self, wasm: bytes, *, cache: CompileCache, progress: Progress | None = None) -> "FastComponent":
-        comp, modules = load_component(self.wt_engine, bytes(wasm), cache, progress)
+    def load(self, wasm: bytes | WasmFile, *, cache: CompileCache, progress: Progress | None = None) -> "FastComponent":
+        comp, modules = load_component(self.wt_engine, wasm if isinstance(wasm, WasmFile) else bytes(wasm),
+                                       cache, progress)
         return FastComponent(self, comp, modules)
 
 
@@ -32,6 +34,9 @@ class FastComponent(LoadedComponent):
 
     def imported_instances(self) -> list[str]:
         return [d.name for d in self.comp.imports if d.extern.sort == "instance"]
+
+    def exported_interfaces(self) -> list[str]:
+        return [d.name for d in self.comp.exports if d.sort == "instance"]
 
     def instantiate(self, linker: HostLinker) -> "FastInstance":
         runtime = Runtime(self.engine.wt_engine, self.modules, linker)

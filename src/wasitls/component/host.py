@@ -68,6 +68,21 @@ def _version_tuple(version: str) -> tuple[int, ...]:
         return (0,)
 
 
+class _Deferred:
+    """An implementation made on first use (one object for all the names it is registered under)."""
+
+    __slots__ = ("factory", "value")
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.factory = factory
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if self.value is None:
+            self.value = self.factory()
+        return self.value
+
+
 class HostLinker:
     """Host interfaces by name; an import links to the registered version compatible with it."""
 
@@ -79,7 +94,19 @@ class HostLinker:
             base, version = split_name(name)
             self._by_base.setdefault(base, []).append((version, impl))
 
+    def register_deferred(self, names: Iterable[str], factory: Callable[[], Any]) -> None:
+        """Serve `names` by the object `factory()` returns, made only if a component imports one of them
+        (so a guest that does not import, say, wasi:tls never loads the code behind it)."""
+        deferred = _Deferred(factory)
+        for name in names:
+            base, version = split_name(name)
+            self._by_base.setdefault(base, []).append((version, deferred))
+
     def resolve(self, import_name: str) -> Any | None:
+        impl = self._resolve(import_name)
+        return impl.get() if isinstance(impl, _Deferred) else impl
+
+    def _resolve(self, import_name: str) -> Any | None:
         base, version = split_name(import_name)
         candidates = self._by_base.get(base, [])
         if version is None:

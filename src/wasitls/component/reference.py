@@ -18,7 +18,8 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 
 from . import host as hostmod
-from .engine import CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, UnservedImports
+from .engine import (CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent,
+                     UnservedImports, WasmFile)
 from .values import Err, GuestExit, Ok, Some, Trap, Variant
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
@@ -283,11 +284,7 @@ class ReferenceEngine(Engine):
     def __init__(self) -> None:
         self.wt_engine = wasmtime.Engine()
 
-    def load(self, wasm: bytes, *, cache: CompileCache, progress=None) -> "ReferenceComponent":
-        if wasm[:4] != b"\0asm":
-            raise ComponentError("not a WebAssembly file (no \\0asm header)")
-        if wasm[4:8] != b"\x0d\x00\x01\x00":
-            raise ComponentError("a core WebAssembly module, not a component (wasitls runs WASI 0.2 components)")
+    def load(self, wasm: bytes | WasmFile, *, cache: CompileCache, progress=None) -> "ReferenceComponent":
         path = cache.path_for(wasm, "component", f"wt{WASMTIME_VERSION}")
         blob = cache.load(path)
         if blob is not None:
@@ -295,6 +292,12 @@ class ReferenceEngine(Engine):
                 return ReferenceComponent(self, wc.Component.deserialize(self.wt_engine, blob))
             except wasmtime.WasmtimeError:
                 pass  # stale or corrupt cache entry: compile again
+        if isinstance(wasm, WasmFile):
+            wasm = wasm.read()
+        if wasm[:4] != b"\0asm":
+            raise ComponentError("not a WebAssembly file (no \\0asm header)")
+        if wasm[4:8] != b"\x0d\x00\x01\x00":
+            raise ComponentError("a core WebAssembly module, not a component (wasitls runs WASI 0.2 components)")
         if progress and len(wasm) > _LARGE:
             progress(f"compiling component ({len(wasm) / 1e6:.0f} MB, first run only)...")
         try:
@@ -313,6 +316,10 @@ class ReferenceComponent(LoadedComponent):
 
     def imported_instances(self) -> list[str]:
         return list(self._imports)
+
+    def exported_interfaces(self) -> list[str]:
+        exports = self.comp.type.exports(self.engine.wt_engine)
+        return [name for name, ext in exports.items() if isinstance(ext.ty, wc.ComponentInstanceType)]
 
     def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
         engine = self.engine.wt_engine

@@ -18,12 +18,11 @@ from typing import Any, Callable
 
 import wasmtime
 from wasmtime import _ffi as ffi
-from wasmtime._extern import wrap_extern
 
 from . import binary as B
 from . import canonical as C
 from . import types as T
-from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports
+from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports, WasmFile
 from .host import HostLinker, host_function, resource_class
 from .values import GuestExit, Trap
 
@@ -89,10 +88,10 @@ class LinearMemory:
 
     __slots__ = ("_ctx", "_mem", "_memory", "_size", "_view")
 
-    def __init__(self, ctx: int, memory: wasmtime.Memory):
-        self._memory = memory
+    def __init__(self, ctx: int, memory: "CoreExtern"):
+        self._memory = ffi.wasmtime_memory_t.from_buffer_copy(memory, _EXTERN_OF)
         self._ctx = ctx
-        self._mem = addressof(memory._memory)
+        self._mem = addressof(self._memory)
         self._size = -1
         self._view: memoryview | None = None
 
@@ -105,46 +104,56 @@ class LinearMemory:
         return self._view  # type: ignore[return-value]
 
 
+class CoreExtern(bytes):
+    """A core function, memory, table or global: the raw bytes of its `wasmtime_extern_t`.
+
+    Core instances of a componentize-py guest export thousands of items that are only passed on to
+    other core instances; keeping them as raw structs (no wasmtime-py wrapper objects) makes
+    instantiation copy bytes instead of building and unpacking Python objects."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self) -> int:
+        return self[0]
+
+
+_EXTERN_SIZE = ctypes.sizeof(ffi.wasmtime_extern_t)
+_EXTERN_OF = ffi.wasmtime_extern_t.of.offset
+_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
+_EXTERN_MEMORY = ffi.WASMTIME_EXTERN_MEMORY.value
+
+
+def func_extern(func: Any) -> CoreExtern:
+    """The CoreExtern of a `wasmtime_func_t`."""
+    ext = ffi.wasmtime_extern_t()
+    ext.kind = _EXTERN_FUNC
+    ext.of.func = func
+    return CoreExtern(ext)
+
+
 class CoreExports:
     """A core instance's exports, looked up one name at a time (wasmtime_instance_export_get):
     listing all of them costs more than the instantiation itself for modules with thousands."""
 
-    __slots__ = ("_ctx", "_instance", "_addr", "_found")
+    __slots__ = ("_ctx", "_instance", "_addr", "_found", "_out", "_out_addr")
 
     def __init__(self, ctx: int, instance: Any):
         self._ctx = ctx
         self._instance = instance  # a wasmtime_instance_t
         self._addr = addressof(instance)
-        self._found: dict[str, Any] = {}
+        self._found: dict[str, CoreExtern] = {}
+        self._out = ffi.wasmtime_extern_t()
+        self._out_addr = addressof(self._out)
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> CoreExtern:
         found = self._found.get(name)
         if found is None:
             raw = name.encode("utf-8")
-            item = ffi.wasmtime_extern_t()
-            if not _instance_export_get(self._ctx, self._addr, raw, len(raw), addressof(item)):
+            if not _instance_export_get(self._ctx, self._addr, raw, len(raw), self._out_addr):
                 raise KeyError(name)
-            found = self._found[name] = _wrap_extern(item)
+            found = self._found[name] = CoreExtern(self._out)
         return found
-
-
-def _wrap_extern(item: Any) -> Any:
-    kind = item.kind
-    if kind == _EXTERN_FUNC:
-        return wasmtime.Func._from_raw(item.of.func)
-    if kind == _EXTERN_MEMORY:
-        return wasmtime.Memory._from_raw(item.of.memory)
-    if kind == _EXTERN_GLOBAL:
-        return wasmtime.Global._from_raw(item.of.global_)
-    if kind == _EXTERN_TABLE:
-        return wasmtime.Table._from_raw(item.of.table)
-    return wrap_extern(item)
-
-
-_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
-_EXTERN_MEMORY = ffi.WASMTIME_EXTERN_MEMORY.value
-_EXTERN_GLOBAL = ffi.WASMTIME_EXTERN_GLOBAL.value
-_EXTERN_TABLE = ffi.WASMTIME_EXTERN_TABLE.value
 
 
 class CoreCall:
@@ -152,10 +161,10 @@ class CoreCall:
 
     __slots__ = ("runtime", "func", "_fn_addr", "_buf", "_buf_addr", "_n", "_trap", "_trap_addr", "nresults")
 
-    def __init__(self, runtime: "Runtime", func: wasmtime.Func, nparams: int, nresults: int):
+    def __init__(self, runtime: "Runtime", func: CoreExtern, nparams: int, nresults: int):
         self.runtime = runtime
-        self.func = func  # keeps the wasmtime_func_t alive
-        self._fn_addr = addressof(func._func)
+        self.func = ffi.wasmtime_func_t.from_buffer_copy(func, _EXTERN_OF)
+        self._fn_addr = addressof(self.func)
         self._n = max(nparams, nresults, 1)
         self._buf = (c_uint64 * (2 * self._n))()
         self._buf_addr = addressof(self._buf)
@@ -175,6 +184,12 @@ class CoreCall:
         if err or trap.value:
             raise self.runtime.core_trap(err, trap.value)
         return buf[0] if self.nresults else None
+
+
+def _describe(value: Any) -> str:
+    if value is UNSERVED:
+        return "an unserved import"
+    return f"a {type(value).__name__}"
 
 
 # -- the runtime of one instantiation ---------------------------------------------------------
@@ -288,8 +303,8 @@ class Runtime:
         self.missing: list[str] = []
         self.pending: BaseException | None = None  # what a host function raised to unwind the guest
         self._keep: list[Any] = []  # ctypes callbacks must outlive the store
-        self._memories: dict[int, LinearMemory] = {}
-        self._calls: dict[tuple[int, int, int], CoreCall] = {}
+        self._memories: dict[CoreExtern, LinearMemory] = {}
+        self._calls: dict[tuple[CoreExtern, int, int], CoreCall] = {}
         self._host_resources: dict[tuple[int, str], T.ResourceType] = {}
         self._functypes: dict[tuple, wasmtime.FuncType] = {}
 
@@ -337,7 +352,7 @@ class Runtime:
     # core functions -------------------------------------------------------------------------
 
     def new_core_func(self, params: tuple[str, ...], results: tuple[str, ...], adapter: Callable[[Any], None],
-                      label: str) -> wasmtime.Func:
+                      label: str) -> CoreExtern:
         trap_for = self.trap_for
 
         def callback(env, caller, slots, nslots):
@@ -351,7 +366,7 @@ class Runtime:
         self._keep.append(cb)
         func = ffi.wasmtime_func_t()
         _func_new_unchecked(self.ctx, self.functype(params, results), cb, None, None, addressof(func))
-        return wasmtime.Func._from_raw(func)
+        return func_extern(func)
 
     def functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
         key = (params, results)
@@ -362,20 +377,20 @@ class Runtime:
         return ctypes.cast(ty.ptr(), c_void_p).value  # type: ignore[return-value]
 
     def core_call(self, func: Any, nparams: int, nresults: int) -> CoreCall:
-        if not isinstance(func, wasmtime.Func):
-            raise ComponentError(f"invalid component: expected a core function, got {type(func).__name__}")
-        key = (id(func), nparams, nresults)
+        if not isinstance(func, CoreExtern) or func[0] != _EXTERN_FUNC:
+            raise ComponentError(f"invalid component: expected a core function, got {_describe(func)}")
+        key = (func, nparams, nresults)
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = CoreCall(self, func, nparams, nresults)
         return call
 
     def memory(self, mem: Any) -> LinearMemory:
-        if not isinstance(mem, wasmtime.Memory):
+        if not isinstance(mem, CoreExtern) or mem[0] != _EXTERN_MEMORY:
             raise ComponentError("invalid component: canonical option `memory` is not a core memory")
-        lm = self._memories.get(id(mem))
+        lm = self._memories.get(mem)
         if lm is None:
-            lm = self._memories[id(mem)] = LinearMemory(self.ctx, mem)
+            lm = self._memories[mem] = LinearMemory(self.ctx, mem)
         return lm
 
     def host_resource(self, impl: Any, name: str, iface: str) -> T.ResourceType:
@@ -422,12 +437,16 @@ class Runtime:
             if inst is None:
                 raise ComponentError(f"invalid component: core instance for module import {mod!r} is missing")
             try:
-                externs.append(inst[name])
+                ext = inst[name]
             except KeyError:
                 raise ComponentError(f"invalid component: core import {mod}.{name} is not provided") from None
-        array = (ffi.wasmtime_extern_t * max(1, len(externs)))()
-        for k, ext in enumerate(externs):
-            array[k] = ext._as_extern()
+            except TypeError:
+                raise ComponentError(f"invalid component: core import {mod}.{name}: {mod!r} is not a core instance") from None
+            if not isinstance(ext, CoreExtern):
+                raise ComponentError(f"invalid component: core import {mod}.{name} is {_describe(ext)}")
+            externs.append(ext)
+        array = (ffi.wasmtime_extern_t * max(1, len(externs))).from_buffer_copy(
+            b"".join(externs) if externs else bytes(_EXTERN_SIZE))
         instance = ffi.wasmtime_instance_t()
         trap = c_void_p()
         err = _instance_new(self.ctx, ctypes.cast(module.ptr(), c_void_p).value, addressof(array), len(externs),
@@ -717,7 +736,7 @@ def _deserialize(engine: wasmtime.Engine, path: Any) -> wasmtime.Module | None:
         return None  # stale or corrupt: compile again
 
 
-def load_component(engine: wasmtime.Engine, wasm: bytes, cache: CompileCache,
+def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
                    progress: Callable[[str], None] | None) -> tuple[B.Component, dict[int, CompiledModule]]:
     """Parses the component and compiles its core modules (nested ones too), through the cache.
 
@@ -738,7 +757,7 @@ def load_component(engine: wasmtime.Engine, wasm: bytes, cache: CompileCache,
             return comp, modules
         except Exception:  # noqa: BLE001 - any unreadable index only costs a full load
             pass
-    comp = B.parse_component(wasm)
+    comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
     modules = {}
     entries = {}
     for m in core_modules(comp):

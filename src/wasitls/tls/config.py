@@ -1,4 +1,10 @@
-"""TLS settings of one host: trust anchors, host-held identities, trace and key log; built once."""
+"""TLS settings of one host: trust anchors, host-held identities, trace and key log; built once.
+
+A host builds them lazily (`build_tls_config(..., lazy=True)`): loading the system trust store and
+OpenSSL costs ~30 ms, which a guest that never uses TLS should not pay at every start. What is cheap
+to check (files readable, PEM markers present, option syntax) is still checked before the guest runs,
+so a bad option is one line up front; only the OpenSSL parse waits for the first TLS use.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from .trust import TrustError, TrustStore
+if TYPE_CHECKING:
+    from .trust import TrustStore
 
 
 class TlsConfigError(ValueError):
@@ -53,6 +60,46 @@ class TlsSettings:
         return ClientEngine(self.client_config, server_name, **options)
 
 
+class LazyTlsSettings(TlsSettings):
+    """TlsSettings whose trust stores, identities and client context are built on first use.
+
+    `trace` and `keylog` are set at once; the first access to any other attribute builds them all
+    (a bad file found only then raises TlsConfigError, naming it, inside the TLS call that needed it).
+    """
+
+    _LAZY = frozenset({"trust", "identities", "client_trust", "client_config"})
+
+    def __init__(self, *, build: Callable[[], dict[str, Any]], trace: Callable[[str], None] | None,
+                 keylog: KeyLog | None):
+        self.trace = trace
+        self.keylog = keylog
+        self._build = build
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:  # only called for attributes not yet set
+        if name not in LazyTlsSettings._LAZY:
+            raise AttributeError(name)
+        with self._lock:
+            if "client_config" not in self.__dict__:
+                from .engine import TLSConfig
+
+                built = self._build()
+                built["client_config"] = TLSConfig(built["trust"], keylog=self.keylog)
+                self.__dict__.update(built)  # all at once: a failed build is tried again next time
+        return self.__dict__[name]
+
+
+def _check_pem_file(option: str, path: str, marker: bytes) -> None:
+    """The cheap part of validating a PEM file: it can be read and holds a block of the right kind."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TlsConfigError(f"{option} {path}: {e.strerror}") from None
+    if marker not in data:
+        raise TlsConfigError(f"{option} {path}: no PEM certificate found")
+
+
 def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str]) -> dict[str, Any]:
     """`NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]` specs (or a mapping NAME -> (key, cert[, passfile]))."""
     from .identity import IdentityError, PrivateIdentity
@@ -84,13 +131,37 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
     return out
 
 
-def build_tls_config(*, ca_file: str | None = None, trace: bool | Callable[[str], None] = False,
-                     keylog: str | None = None, identities: Any = (), client_ca_file: str | None = None) -> TlsSettings:
+def _load_trust(ca_file: str | None, client_ca_file: str | None) -> tuple[TrustStore, TrustStore | None]:
+    from .trust import TrustError, TrustStore
+
     try:
         trust = TrustStore.from_pem_file(ca_file) if ca_file else TrustStore.system()
         client_trust = TrustStore.from_pem_file(client_ca_file) if client_ca_file else None
     except (TrustError, OSError) as e:
         raise TlsConfigError(str(e)) from None
+    return trust, client_trust
+
+
+def build_tls_config(*, ca_file: str | None = None, trace: bool | Callable[[str], None] = False,
+                     keylog: str | None = None, identities: Any = (), client_ca_file: str | None = None,
+                     lazy: bool = False) -> TlsSettings:
+    """The host's TLS settings; `lazy` defers the OpenSSL work for trust stores to the first TLS use,
+    after checking eagerly what is cheap to check."""
     trace_fn = _stderr_trace if trace is True else (trace or None)
+    if lazy:
+        for option, path in (("--ca-file", ca_file), ("--client-ca-file", client_ca_file)):
+            if path:
+                _check_pem_file(option, path, b"CERTIFICATE-----")
+        # identities are parsed now if there are any: a key that does not match its certificate
+        # should stop the host before the guest runs, and only those who give one pay for OpenSSL
+        parsed = _parse_identities(identities) if identities else {}
+        keylog_now = KeyLog(os.fspath(keylog)) if keylog else None
+
+        def build() -> dict[str, Any]:
+            trust, client_trust = _load_trust(ca_file, client_ca_file)
+            return {"trust": trust, "client_trust": client_trust, "identities": parsed}
+
+        return LazyTlsSettings(build=build, trace=trace_fn, keylog=keylog_now)
+    trust, client_trust = _load_trust(ca_file, client_ca_file)
     return TlsSettings(trust=trust, trace=trace_fn, keylog=KeyLog(os.fspath(keylog)) if keylog else None,
                        identities=_parse_identities(identities), client_trust=client_trust)

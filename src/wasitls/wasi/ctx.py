@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import select
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..policy import Policy
+from ..records import Record
 from .io.poll import Wait
 from .io.streams import StreamClosed, StreamFailed
 
@@ -119,17 +119,23 @@ class WriterSink:
         return Wait()
 
 
-@dataclass
-class WasiCtx:
-    args: list[str] = field(default_factory=list)
-    env: list[tuple[str, str]] = field(default_factory=list)
-    policy: Policy = field(default_factory=Policy)
-    stdin: Any = field(default_factory=EmptySource)  # a source (see io/streams.py)
-    stdout: Any = field(default_factory=lambda: WriterSink(1))  # a sink
-    stderr: Any = field(default_factory=lambda: WriterSink(2))
-    stdin_tty: bool = False
-    stdout_tty: bool = False
-    stderr_tty: bool = False
-    cwd: str | None = None  # wasi:cli/environment.initial-cwd
-    tls: Any = None  # tls.config.TlsSettings, shared by the host's runs
-    extras: dict[str, Any] = field(default_factory=dict)  # per-guest state other packages keep (TLS config, ...)
+class WasiCtx(Record):
+    _fields = ("args", "env", "policy", "stdin", "stdout", "stderr", "stdin_tty", "stdout_tty", "stderr_tty",
+               "cwd", "tls", "extras")
+
+    def __init__(self, args: list[str] | None = None, env: list[tuple[str, str]] | None = None,
+                 policy: Policy | None = None, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+                 stdin_tty: bool = False, stdout_tty: bool = False, stderr_tty: bool = False,
+                 cwd: str | None = None, tls: Any = None, extras: dict[str, Any] | None = None):
+        self.args: list[str] = [] if args is None else args
+        self.env: list[tuple[str, str]] = [] if env is None else env
+        self.policy = Policy() if policy is None else policy
+        self.stdin: Any = EmptySource() if stdin is None else stdin  # a source (see io/streams.py)
+        self.stdout: Any = WriterSink(1) if stdout is None else stdout  # a sink
+        self.stderr: Any = WriterSink(2) if stderr is None else stderr
+        self.stdin_tty = stdin_tty
+        self.stdout_tty = stdout_tty
+        self.stderr_tty = stderr_tty
+        self.cwd = cwd  # wasi:cli/environment.initial-cwd
+        self.tls = tls  # tls.config.TlsSettings, shared by the host's runs
+        self.extras: dict[str, Any] = {} if extras is None else extras  # per-guest state other packages keep

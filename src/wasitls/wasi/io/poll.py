@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import select
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from ...component.host import HostInterface
 from ...component.values import Trap
+from ...records import Record
 
 
-@dataclass
-class Wait:
-    read_fds: tuple[int, ...] = ()
-    write_fds: tuple[int, ...] = ()
-    deadline_ns: int | None = None  # on time.monotonic_ns()
-    # other sources to wait on (a TLS stream waits on the raw stream it reads from)
-    also: tuple[Any, ...] = field(default=())
+class Wait(Record):
+    _fields = ("read_fds", "write_fds", "deadline_ns", "also")
+
+    def __init__(self, read_fds: tuple[int, ...] = (), write_fds: tuple[int, ...] = (),
+                 deadline_ns: int | None = None, also: tuple[Any, ...] = ()):
+        self.read_fds = read_fds
+        self.write_fds = write_fds
+        self.deadline_ns = deadline_ns  # on time.monotonic_ns()
+        # other sources to wait on (a TLS stream waits on the raw stream it reads from)
+        self.also = also
 
 
 class AlwaysReady:

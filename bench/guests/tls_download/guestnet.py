@@ -1,0 +1,1 @@
+../../../tests/guests/_lib/guestnet.py

@@ -1,0 +1,76 @@
+"""What a host serves: every host interface class of `wasitls.wasi` and `wasitls.wasitls_tls`.
+
+Importing all of their modules (TLS and OpenSSL included) costs ~30 ms at each start, most of it for
+interfaces a guest never imports. `interface_table` lists the classes (module, class name, WIT names)
+from a small file in the compile cache when it matches the sources, so a host can register each
+interface by name and import its module only when a guest imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import zlib
+from pathlib import Path
+
+from .component.host import HostInterface
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# the packages whose `interfaces()` list what we serve, and the source trees the list depends on
+_PACKAGES = ("wasi", "wasitls_tls")
+
+
+def all_interfaces() -> list[type[HostInterface]]:
+    """Every host interface class, imported, in registration order."""
+    found: list[type[HostInterface]] = []
+    for package in _PACKAGES:
+        found.extend(importlib.import_module(f"{__package__}.{package}").interfaces())
+    return found
+
+
+def interface_table(cache_dir: Path | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(module, class name, WIT names served) of each class of `all_interfaces()`, in its order.
+
+    The cache file holds its key (the sources' paths, sizes, mtimes, inodes) on its first line, then
+    one line per class: module, class name and names, separated by tabs.
+    """
+    path = key = None
+    if cache_dir is not None:
+        key = _tree_key()
+        path = cache_dir / f"interfaces-{zlib.crc32(key.encode()):08x}.txt"
+        try:
+            head, *lines = path.read_text().split("\n")
+            if head == key:
+                return [(m, c, tuple(names.split(" "))) for m, c, names in (ln.split("\t") for ln in lines if ln)]
+        except (OSError, ValueError):
+            pass
+    table = [(cls.__module__, cls.__qualname__, (cls.wit, *cls.aliases)) for cls in all_interfaces()]
+    if path is not None:
+        text = "\n".join([key, *(f"{m}\t{c}\t{' '.join(names)}" for m, c, names in table)]) + "\n"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return table
+
+
+def _tree_key() -> str:
+    """What the table depends on: the packages' sources and the host base class, by path, size,
+    mtime and inode (any edit, e.g. of wasi's MODULES list, changes the key)."""
+    files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "host.py")]
+    for package in _PACKAGES:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(_HERE, package)):
+            dirnames.sort()
+            files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+    parts = []
+    for f in files:
+        st = os.stat(f)
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    return " ".join(parts)
+
+
+def load_interface(module: str, name: str) -> type[HostInterface]:
+    return getattr(importlib.import_module(module), name)
