@@ -159,7 +159,7 @@ class Host:
             raise HostError("not a command: the component exports no wasi:cli/run interface")
         if argv0 is None:
             # As on wasmtime: the file's own name, without the directories that lead to it.
-            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else Path(component).name
+            argv0 = "component.wasm" if isinstance(component, (bytes, bytearray)) else os.path.basename(os.fspath(component))
         ctx = self._ctx([argv0, *args])
         try:
             try:
