@@ -115,10 +115,10 @@ class Host:
         return ctx
 
     def linker(self, ctx: WasiCtx) -> HostLinker:
-        from .wasi import interfaces
+        from . import wasi, wasitls_tls
 
         linker = HostLinker()
-        for cls in interfaces():
+        for cls in [*wasi.interfaces(), *wasitls_tls.interfaces()]:
             linker.register(cls(ctx))
         return linker
 

@@ -19,9 +19,13 @@ CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
 
 
 class TlsConnection:
-    def __init__(self, settings: Any, engine: Any, raw_in: Any, raw_out: Any, *, server_name: str | None):
+    """One TLS connection over a guest's raw streams; released when its last holder lets go."""
+
+    def __init__(self, settings: Any, engine: Any, raw_in: Any, raw_out: Any, *, server_name: str | None,
+                 role: str = "client"):
         self.settings = settings  # tls.config.TlsSettings
         self.engine = engine
+        self.role = role
         self.server_name = server_name
         self.pump = TlsPump(engine, raw_in, raw_out, self._absorb_events)
         self.started = time.monotonic()
@@ -31,10 +35,24 @@ class TlsConnection:
         self.error: str | None = None
         self.output_closed = False
         self.ended: str | None = None
+        self.ahead = b""  # plaintext decrypted ahead of the guest's reads
+        # what the handshake's pauses brought, kept after the guest resumes past them
+        self.server_identity_seen: Any = None  # client: the verified chain the server sent
+        self.client_identity_requested = False  # client: the server sent a CertificateRequest
+        self.client_identities: list[Any] = []  # server: ClientIdentityReceived events, in order
+        self.holders = 1  # the connection resource; plaintext streams add themselves
 
     @classmethod
     def client(cls, settings: Any, server_name: str, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
         return cls(settings, settings.client_engine(server_name, **options), raw_in, raw_out, server_name=server_name)
+
+    @classmethod
+    def server(cls, settings: Any, raw_in: Any, raw_out: Any) -> "TlsConnection":
+        from .engine import ServerEngine
+
+        # Client certificates are checked against --client-ca-file, else the host's TLS trust.
+        engine = ServerEngine(settings.client_config, client_trust=settings.client_trust)
+        return cls(settings, engine, raw_in, raw_out, server_name=None, role="server")
 
     # -- the engine's events ----------------------------------------------------------------
     def _absorb_events(self) -> None:
@@ -44,6 +62,12 @@ class TlsConnection:
                 return
             if isinstance(event, tls_engine.HandshakeComplete):
                 self.handshake_seconds = time.monotonic() - self.started
+            elif isinstance(event, tls_engine.ServerIdentityReceived):
+                self.server_identity_seen = event.identity
+            elif isinstance(event, tls_engine.ClientIdentityRequested):
+                self.client_identity_requested = True
+            elif isinstance(event, tls_engine.ClientIdentityReceived):
+                self.client_identities.append(event)
             elif isinstance(event, tls_engine.Failed):
                 self._fail(event.reason)
                 return
@@ -65,14 +89,37 @@ class TlsConnection:
 
     # -- handshake ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._absorb_events()  # writes the ClientHello
-        self.pump.pump(until=self.handshake_settled)
+        self.advance(self.handshake_settled)
+
+    def advance(self, until: Any) -> None:
+        """Drive the handshake (a client's first call writes its ClientHello) and move bytes,
+        without blocking, until `until()` holds or nothing more can move now."""
+        self._absorb_events()
+        self.pump.pump(until=until)
+
+    def settled_or_paused(self) -> bool:
+        return self.engine.paused is not None or self.handshake_settled()
 
     def handshake_settled(self) -> bool:
         return self.engine.handshake_complete or self.failure is not None
 
     def handshake_readiness(self) -> "_Readiness":
         return _Readiness(self)
+
+    def readiness(self, ready: Any) -> "Until":
+        """A poll source ready when `ready()` holds, driving this connection while polled."""
+        return Until(self, ready)
+
+    def fill_ahead(self, limit: int = READ_AHEAD) -> bool:
+        """Decrypt what has arrived into `ahead` (up to `limit`); True when there is plaintext or
+        an end to report. Reading also processes post-handshake messages (client identities)."""
+        if not self.ahead:
+            self.ahead = self.engine.read_plaintext(limit)
+            self._absorb_events()
+        elif len(self.ahead) < limit:  # only while waiting on a post-handshake client identity
+            self.ahead += self.engine.read_plaintext(limit - len(self.ahead))
+            self._absorb_events()
+        return bool(self.ahead) or self.peer_closed is not None or self.failure is not None
 
     # -- application data ------------------------------------------------------------------------
     def plaintext_source(self) -> "PlainSource":
@@ -95,6 +142,15 @@ class TlsConnection:
         close = getattr(self.pump.raw_out.sink, "close", None)
         if close is not None:
             close()
+
+    def hold(self) -> None:
+        self.holders += 1
+
+    def unhold(self) -> None:
+        """One holder (the connection resource, a plaintext stream) is gone; the last releases."""
+        self.holders -= 1
+        if self.holders <= 0:
+            self.release()
 
     def release(self) -> None:
         if self.peer_closed_clean and self.output_closed:
@@ -120,7 +176,9 @@ class TlsConnection:
         if e.handshake_complete and e.peer_identity is not None:
             subject, issuer = _names(e.peer_identity.export_x509_chain()[0])
         hs = "-" if self.handshake_seconds is None else f"{self.handshake_seconds * 1000:.1f}ms"
-        trace(f"tls: server={self.server_name or '-'} version={e.protocol_name or '-'}"
+        role = "" if self.role == "client" else f"role={self.role} "
+        name = self.server_name if self.role == "client" else e.server_name
+        trace(f"tls: {role}server={name or '-'} version={e.protocol_name or '-'}"
               f" cipher={e.cipher_suite_name or '-'} subject={subject!r} issuer={issuer!r}"
               f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={how}")
 
@@ -160,26 +218,38 @@ class _Readiness:
         return self.conn.pump.wait(for_input=True)
 
 
+class Until:
+    """A poll source ready when `ready()` holds; polling it drives the connection's handshake."""
+
+    def __init__(self, conn: TlsConnection, ready: Any):
+        self.conn = conn
+        self.ready = ready
+
+    def poll_ready(self) -> bool:
+        self.conn.advance(self.ready)
+        return bool(self.ready())
+
+    def wait_on(self) -> Wait:
+        return self.conn.pump.wait(for_input=True)
+
+
 class PlainSource:
     """Decrypted bytes for the guest's input-stream; ends in `closed` only after close_notify."""
 
     def __init__(self, conn: TlsConnection):
         self.conn = conn
-        self.ahead = b""  # plaintext decrypted by a readiness check, not yet read
+        conn.hold()
+        self.closed = False
 
     def _fill(self) -> bool:
-        """Decrypts what has arrived; True when there is plaintext or an end to report."""
-        conn = self.conn
-        if not self.ahead:
-            self.ahead = conn.engine.read_plaintext(READ_AHEAD)
-            conn._absorb_events()
-        return bool(self.ahead) or conn.peer_closed is not None or conn.failure is not None
+        return self.conn.fill_ahead()
 
     def read(self, n: int) -> bytes:
         conn = self.conn
-        conn.pump.pump(until=self._fill)
-        if self.ahead:
-            data, self.ahead = self.ahead[:n], self.ahead[n:]
+        if not conn.ahead:
+            conn.pump.pump(until=self._fill)
+        if conn.ahead:
+            data, conn.ahead = conn.ahead[:n], conn.ahead[n:]
             conn.pump.send()  # reading may have produced records to send (key updates)
             return data
         if conn.failure is not None and not conn.engine.handshake_complete:
@@ -196,11 +266,18 @@ class PlainSource:
         return b""
 
     def poll_ready(self) -> bool:
+        if self.conn.ahead:
+            return True
         self.conn.pump.pump(until=self._fill)
         return self._fill()
 
     def wait_on(self) -> Wait:
         return self.conn.pump.wait(for_input=True)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.conn.unhold()
 
 
 class PlainSink:
@@ -208,7 +285,9 @@ class PlainSink:
 
     def __init__(self, conn: TlsConnection):
         self.conn = conn
+        conn.hold()
         self.flushing = False
+        self.closed = False
 
     def check_write(self) -> int:
         conn = self.conn
@@ -245,3 +324,8 @@ class PlainSink:
 
     def wait_on(self) -> Wait:
         return self.conn.pump.wait(for_input=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.conn.unhold()

@@ -562,6 +562,8 @@ class _Engine:
         o.ERR_clear_error()
         if not o.SSL_peek_ex(self._ssl, self._peek_buffer, 1, self._nbytes_ref):
             self._after_read_error(o.SSL_get_error(self._ssl, 0))
+        elif self._state is _State.CONNECTED:
+            self._after_read()  # handshake messages processed before the data just peeked at
 
     _peek_buffer = ctypes.create_string_buffer(1)  # SSL_peek_ex copies one byte here; never read
 

@@ -37,7 +37,7 @@ class ClientConnection:
         self.conn.close_output()
 
     def drop(self) -> None:
-        self.conn.release()
+        self.conn.unhold()  # the plaintext streams may outlive it
 
 
 class FutureClientStreams:
@@ -57,10 +57,16 @@ class FutureClientStreams:
             return None
         self.taken = True
         if self.conn.failure is not None:
+            self.conn.release()
             return Ok(Err(IoError(self.conn.failure)))
         return Ok(Ok((ClientConnection(self.conn),
                       InputStream(self.conn.plaintext_source()),
                       OutputStream(self.conn.plaintext_sink()))))
+
+
+    def drop(self) -> None:
+        if not self.taken:  # nobody will ever hold this connection
+            self.conn.release()
 
 
 class Types(HostInterface):
