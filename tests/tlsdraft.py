@@ -238,14 +238,19 @@ class GuestServer:
         self.proc.stdin.flush()
 
     def finish(self) -> Run:
+        self.proc.stdin.close()
+        tail: list[bytes] = []
+        out = threading.Thread(target=lambda: tail.append(self.proc.stdout.read()), daemon=True)
+        out.start()
         try:
-            rest, _ = self.proc.communicate(timeout=TIMEOUT)
+            self.proc.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rest, _ = self.proc.communicate()
+            self.proc.wait()
+        out.join(TIMEOUT)
         self._err_thread.join(TIMEOUT)
-        out = "".join(line + "\n" for line in self.seen) + rest.decode(errors="replace")
-        return Run(self.proc.returncode, out, b"".join(self._err).decode(errors="replace"))
+        text = "".join(line + "\n" for line in self.seen) + b"".join(tail).decode(errors="replace")
+        return Run(self.proc.returncode, text, b"".join(self._err).decode(errors="replace"))
 
     def __enter__(self) -> "GuestServer":
         return self
@@ -496,3 +501,37 @@ class PeerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+# -- a minimal HTTP/2 exchange (for servers that pick h2) --------------------------------------------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_get(tls, authority: str) -> tuple[int | None, bytes]:
+    """GET / on stream 1 over an h2 connection; (status, body). Only `:status 200` is decoded."""
+    headers = b"\x82\x87\x84\x41" + bytes([len(authority)]) + authority.encode()  # GET https / :authority
+    tls.sendall(H2_PREFACE + h2_frame(4, 0, 0) + h2_frame(1, 0x05, 1, headers))
+    data, status, body = b"", None, b""
+    while True:
+        while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+            length = int.from_bytes(data[:3], "big")
+            kind, flags, payload = data[3], data[4], data[9 : 9 + length]
+            data = data[9 + length :]
+            if kind == 1 and payload[:1] == b"\x88":
+                status = 200
+            elif kind == 0:
+                body += payload
+            elif kind == 7:
+                return status, body
+        try:
+            chunk = tls.recv(65536)
+        except (ssl.SSLError, OSError):
+            chunk = b""
+        if not chunk:
+            return status, body
+        data += chunk

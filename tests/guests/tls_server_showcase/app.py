@@ -17,7 +17,7 @@ Per connection n, lines prefixed `conn=<n> `:
   client-cert=<describe_public>|none        (from request-client-identity)
   custom-check=pass|mismatch, abort=done
   handshake=ok|failed, the six facts
-  request=<first line>                       (`h2` for an HTTP/2 connection)
+  request=<first line>                       (`h2` for an HTTP/2 connection: one that sent the preface)
   post-handshake=<describe_public>|failed     (GET /secure without a client certificate)
 The HTTP response body repeats path, alpn-id and the client certificate's fingerprint; an h2
 connection gets a minimal HTTP/2 answer (SETTINGS, HEADERS :status 200, DATA, GOAWAY).
@@ -47,6 +47,8 @@ def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
 def read_h2_request(rx, data: bytes) -> bool:
     """Read past the preface until the client's first HEADERS frame; False if the stream ends first."""
     while True:
+        if not (data.startswith(H2_PREFACE) or H2_PREFACE.startswith(data)):
+            return False  # not HTTP/2 after all
         if data.startswith(H2_PREFACE):
             pos = len(H2_PREFACE)
             while pos + 9 <= len(data):
@@ -137,12 +139,11 @@ def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) ->
 
         with tls_input, tls_output:
             http_request = read_request(tls_input)
-            if alpn == "h2":
+            if alpn == "h2" and read_h2_request(tls_input, http_request):
                 say(p + "request=h2")
-                if read_h2_request(tls_input, http_request):
-                    body = f"alpn-id=h2\nclient-identity={leaf(tls_connection.client_identity())}\n".encode()
-                    guestnet.write_all(tls_output, h2_frame(4, 0, 0) + h2_frame(4, 1, 0) + h2_frame(1, 4, 1, b"\x88")
-                                       + h2_frame(0, 1, 1, body) + h2_frame(7, 0, 0, struct.pack(">II", 1, 0)))
+                body = f"alpn-id=h2\nclient-identity={leaf(tls_connection.client_identity())}\n".encode()
+                guestnet.write_all(tls_output, h2_frame(4, 0, 0) + h2_frame(4, 1, 0) + h2_frame(1, 4, 1, b"\x88")
+                                   + h2_frame(0, 1, 1, body) + h2_frame(7, 0, 0, struct.pack(">II", 1, 0)))
                 return
             first_line = http_request.split(b"\r\n", 1)[0].decode("utf-8", "replace")
             say(p + f"request={first_line}")
