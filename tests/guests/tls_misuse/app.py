@@ -2,10 +2,11 @@
 dropped parent; prints what each returned.
 
 Usage:
-  tls_misuse client HOST PORT SERVER_NAME SCENARIO...   each scenario on a fresh connection
-  tls_misuse server PORT SCENARIO...                      each scenario on the next accepted connection
-  tls_misuse identity LABEL=SPEC...                       private-identity.parse / identities.get
-  tls_misuse server-identity SPEC                         (used by server scenarios: set with --id=SPEC)
+  tls_misuse client HOST PORT SERVER_NAME SCENARIO... [--id=SPEC --id2=SPEC]   each on a fresh connection
+  tls_misuse server PORT SCENARIO... --id=SPEC          each scenario on the next accepted connection
+  tls_misuse identity LABEL=SPEC...                     private-identity.parse / identities.get
+
+Identities are tlsguest.load_identity specs; client scenarios answer certificate requests with them.
 
 Lines are `<scenario>.<step>=<outcome>`; outcomes: `ok`, `err` (an error result), `none`, a value,
 or for a future's `get`: `pending`, `ok`, `err` (resolved with an error), `consumed` (read before).
@@ -21,6 +22,7 @@ from tlsguest import (Failed, accept, close_socket, describe_get, fail, fmt_alpn
                       load_identity, parse_args, say)
 
 LONG_ID = b"x" * 256
+IDENTITIES: list = []  # --id / --id2: for server scenarios, and for client scenarios answering a request
 
 
 class Scenario:
@@ -200,6 +202,39 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             s.attempt("write-after-drop", tls_out.write, b"GET / HTTP/1.1\r\n\r\n")
             s.attempt("read-after-drop", tls_in.read, 10)
             drop(tls_in, tls_out)
+        elif name == "c-respond-first-of-two":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            s.say("request", "none" if request is None else "some")
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:2])
+                s.say("respond", "returned")
+            streams = finish_client(s, hs)
+            mine = conn.client_identity()
+            s.say("client-identity", "none" if mine is None else leaf_of(mine))
+            drop(mine)
+        elif name == "c-respond-after-abort":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            with tls.ClientHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:1])
+                s.say("respond-after-abort", "returned")
+        elif name == "c-respond-after-finish":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            streams = finish_client(s, hs)
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:1])
+                s.say("respond-after-finish", "returned")
         elif name == "c-drop-handshake":
             hs = conn.connect(server_name)
             drop(hs)
@@ -370,16 +405,16 @@ class Run(exports.Run):
             fail("usage: tls_misuse client HOST PORT NAME SCENARIO... | server PORT SCENARIO... --id=SPEC | "
                  "identity LABEL=SPEC...")
         mode = positional[0]
+        IDENTITIES.extend(load_identity(options[key]) for key in ("id", "id2") if key in options)
         if mode == "client":
             host, port, server_name = positional[1], int(positional[2]), positional[3]
             for name in positional[4:]:
                 client_scenario(name, host, port, server_name)
         elif mode == "server":
-            identity = load_identity(options["id"])
             listener = listen(int(positional[1]))
             for name in positional[2:]:
-                server_scenario(name, listener, identity)
-            drop(identity, listener)
+                server_scenario(name, listener, IDENTITIES[0])
+            drop(listener)
         elif mode == "identity":
             identity_cases(positional[1:])
         else:
