@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import select
 import shutil
 import socket
@@ -199,15 +200,18 @@ def run_guest(cmd: list[str], stdin: bytes | None = None) -> Run:
 
 class GuestServer:
     """A guest process with stdin open (for its hold points); a server (`listening=True`) learns
-    its port from its first line, `listening on 127.0.0.1:<port>`."""
+    its port from its first line, `listening on 127.0.0.1:<port>`. Output is read by threads, so a
+    chatty guest never blocks and lines are seen as soon as they are printed."""
 
     def __init__(self, cmd: list[str], listening: bool = True):
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.seen: list[str] = []
+        self.seen: list[str] = []  # stdout lines handed out by readline()
+        self._lines: queue.Queue = queue.Queue()
         self._err: list[bytes] = []
-        # stderr is drained by a thread so a chatty trace can never block the guest
-        self._err_thread = threading.Thread(target=lambda: self._err.append(self.proc.stderr.read()), daemon=True)
-        self._err_thread.start()
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=lambda: self._err.append(self.proc.stderr.read()), daemon=True)]
+        for thread in self._threads:
+            thread.start()
         if not listening:
             return
         first = self.readline()
@@ -216,40 +220,48 @@ class GuestServer:
             raise AssertionError(f"guest server did not start: {first!r} {self.finish()}")
         self.port = int(first.rsplit(":", 1)[1])
 
+    def _read_out(self) -> None:
+        for line in iter(self.proc.stdout.readline, b""):
+            self._lines.put(line.decode(errors="replace").rstrip("\n"))
+        self._lines.put(None)  # end of output
+
     def readline(self) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
-        if not ready:
-            raise AssertionError(f"guest printed nothing for {TIMEOUT}s; so far: {self.seen}")
-        line = self.proc.stdout.readline().decode(errors="replace").rstrip("\n")
+        """The next stdout line; None once the output ended."""
+        try:
+            line = self._lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"guest printed nothing for {TIMEOUT}s; so far: {self.seen}") from None
+        if line is None:
+            self._lines.put(None)
+            return None
         self.seen.append(line)
         return line
 
     def wait_for(self, wanted: str) -> None:
         """Read lines until one equals `wanted`."""
-        while True:
-            line = self.readline()
-            if line == wanted:
-                return
-            if not line and self.proc.poll() is not None:
-                raise AssertionError(f"guest ended before {wanted!r}: {self.seen} {self.finish()}")
+        while (line := self.readline()) != wanted:
+            if line is None:
+                raise AssertionError(f"guest ended before {wanted!r}: {self.finish()}")
 
     def release(self) -> None:
         self.proc.stdin.write(b"\n")
         self.proc.stdin.flush()
 
     def finish(self) -> Run:
-        self.proc.stdin.close()
-        tail: list[bytes] = []
-        out = threading.Thread(target=lambda: tail.append(self.proc.stdout.read()), daemon=True)
-        out.start()
+        """Wait for the guest to end: everything it printed (stdout and stderr) and its exit status."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
         try:
             self.proc.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        out.join(TIMEOUT)
-        self._err_thread.join(TIMEOUT)
-        text = "".join(line + "\n" for line in self.seen) + b"".join(tail).decode(errors="replace")
+        for thread in self._threads:
+            thread.join(TIMEOUT)
+        lines = list(self.seen)
+        while (line := self._lines.get_nowait() if not self._lines.empty() else None) is not None:
+            lines.append(line)
+        text = "".join(line + "\n" for line in lines)
         return Run(self.proc.returncode, text, b"".join(self._err).decode(errors="replace"))
 
     def __enter__(self) -> "GuestServer":
