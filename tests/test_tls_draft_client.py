@@ -340,3 +340,25 @@ def test_showcase_suspended_handshake_sends_nothing(showcase, pkis, version, poi
     assert server.views[0].peer_der == pki.alice.der
     check_facts(run.facts(), pki, version, server.views[0].cipher, client=pki.alice)
 
+
+
+def test_client_sends_its_whole_chain(showcase, tmp_path, pkis):
+    """A client identity with an intermediate: a server trusting only the client root verifies it,
+    and the guest's client-identity is the two-certificate chain."""
+    import trustme
+    from tlsdraft import write_leaf
+    pki = pkis["RSA"]
+    ca = trustme.CA()
+    child = ca.create_child_ca()
+    cert = child.issue_cert("carol@example.com", common_name="carol")
+    (tmp_path / "root.pem").write_bytes(ca.cert_pem.bytes())
+    carol = write_leaf(tmp_path, "carol", cert)
+    carol.cert.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ctx = py_server_context(pki.localhost, "TLSv1.3", client_ca=tmp_path / "root.pem", verify=ssl.CERT_REQUIRED)
+    with PyTlsServer(ctx) as server:
+        run = run_guest(wasitls_command(showcase, ["127.0.0.1", server.port, "localhost", "--alpn=",
+                                                   "--client-id=file:/carol/carol.key,/carol/carol.crt"],
+                                        pki=pki, extra=["--dir", f"{tmp_path}::/carol"]))
+    assert run.returncode == 0, run
+    assert server.views[0].peer_der == carol.der
+    assert run.facts()["client-identity"] == carol.described(chain=2)

@@ -403,3 +403,103 @@ def test_no_server_hello_before_guest_saw_client_hello(showcase, pkis, version):
     assert facts["hello.server-name"] == "example.com"
     assert facts["hello.alpn-ids"] == "http/1.1,h2"
     assert (facts["configured"], facts["alpn-id"]) == ("identity1", "h2")
+
+
+# -- identity choice and chains --------------------------------------------------------------------
+
+@pytest.mark.parametrize("cipher, chosen", [("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDSA"),
+                                            ("ECDHE-RSA-AES128-GCM-SHA256", "RSA")])
+@pytest.mark.parametrize("order", ["RSA;ECDSA", "ECDSA;RSA"])
+def test_showcase_picks_among_identities_by_client_hello(showcase, pkis, cipher, chosen, order):
+    """configure-server-identities with an RSA and an ECDSA identity: the host picks the one the
+    client can use (a TLS 1.2 client offering only ECDSA or only RSA suites), whatever the order."""
+    specs = ";".join(f"file:/all/{kt}/localhost.key,/all/{kt}/localhost.crt" for kt in order.split(";"))
+    pki = pkis["RSA"]
+    cmd = wasitls_command(showcase, [0, 1, "example.com", pki.example.guest_spec(), specs, "--no-client-auth"],
+                          pki=pki, listen=True, extra=["--dir", f"{pki.dir.parent}::/all"])
+    with GuestServer(cmd) as guest:
+        ctx = py_client_context(pki, "TLSv1.2", alpn=["http/1.1"])
+        ctx.load_verify_locations(pkis["ECDSA"].ca)
+        ctx.set_ciphers(cipher)
+        view, response = py_https_get(ctx, guest.port, "localhost")
+        run = guest.finish()
+    assert run.returncode == 0, run
+    assert view.cipher == cipher and view.peer_der == pkis[chosen].localhost.der
+    facts = conn_facts(run, 0)
+    assert facts["server-identity"] == pkis[chosen].localhost.described()
+    assert facts["cipher-suite"] == f"0x{iana_suite(cipher):04x}"
+
+
+def test_showcase_client_without_sni(showcase, pkis):
+    """A client that sends no SNI: client-hello server-name and the connection's server-name are
+    none, and the guest's `other names` branch (identity 2) serves it."""
+    pki = pkis["ECDSA"]
+    openssl = need("openssl", "openssl")
+    with GuestServer(showcase_cmd(showcase, pki, 1, "--no-client-auth")) as guest:
+        out = subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{guest.port}", "-noservername",
+                              "-CAfile", str(pki.ca), "-verify_return_error", "-alpn", "http/1.1", "-ign_eof"],
+                             input=b"GET /nosni HTTP/1.1\r\nHost: x\r\n\r\n", capture_output=True,
+                             timeout=TIMEOUT).stdout.decode(errors="replace")
+        run = guest.finish()
+    facts = conn_facts(run, 0)
+    assert (facts["hello.server-name"], facts["server-name"], facts["configured"]) == ("none", "none", "identity2")
+    assert s_client_facts(out)["subject"].endswith("CN = localhost")
+    assert "path=/nosni\n" in out
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+    """A root CA, an intermediate, and a server (localhost) and client (carol) leaf issued by the
+    intermediate, each written as leaf + intermediate PEM."""
+    import trustme
+    from tlsdraft import write_leaf
+    root = tmp_path_factory.mktemp("chained")
+    ca = trustme.CA()
+    child = ca.create_child_ca()
+    ca.cert_pem.write_to_path(str(root / "root.pem"))
+    leaves = {}
+    for name, cert in (("server", child.issue_cert("localhost", common_name="localhost")),
+                       ("carol", child.issue_cert("carol@example.com", common_name="carol"))):
+        leaf = write_leaf(root, name, cert)
+        leaf.cert.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        leaves[name] = leaf
+    return root, leaves
+
+
+def test_server_sends_its_whole_chain(min_server, chained):
+    """A server identity parsed with leaf + intermediate: a client trusting only the root verifies it."""
+    root, leaves = chained
+    cmd = [*wasitls_command(min_server, [0, 1, "file:/c/server.key,/c/server.crt"], listen=True,
+                            extra=["--dir", f"{root}::/c"])]
+    with GuestServer(cmd) as guest:
+        ctx = ssl.create_default_context(cafile=str(root / "root.pem"))
+        view, response = py_https_get(ctx, guest.port, "localhost", "/chain")
+        run = guest.finish()
+    assert run.returncode == 0, run
+    assert view.peer_der == leaves["server"].der
+    assert response.endswith(b"ok 0\n")
+
+
+@pytest.mark.parametrize("client, outcome", [("localhost", "ok"), ("alice", "failed")])
+def test_client_certificates_checked_against_ca_file_without_client_ca_file(showcase, pkis, client, outcome):
+    """Without --client-ca-file, client certificates are verified against --ca-file: a certificate
+    from that CA is accepted, alice's (from the client CA) is refused by the host."""
+    pki = pkis["RSA"]
+    cmd = wasitls_command(showcase, [0, 1, "example.com", pki.example.guest_spec(), pki.localhost.guest_spec()],
+                          pki=pki, listen=True, client_ca=False)
+    assert "--client-ca-file" not in cmd
+    leaf = getattr(pki, client)
+    with GuestServer(cmd) as guest:
+        try:
+            _, response = py_https_get(py_client_context(pki, "TLSv1.2", cert=leaf), guest.port, "localhost")
+        except (ssl.SSLError, OSError) as e:
+            response = repr(e).encode()
+        run = guest.finish()
+    facts = conn_facts(run, 0)
+    if outcome == "ok":
+        # the Python client completes its chain from its own trust store (the same CA): 2 certificates
+        assert facts["client-cert"] == facts["client-identity"] == leaf.described(chain=2)
+        assert body_facts(response)["client-identity"] == leaf.fingerprint
+    else:
+        assert (facts["client-cert"], facts["handshake"]) == ("failed", "failed")
+        assert b"HTTP/1.1" not in response

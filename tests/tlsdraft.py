@@ -106,7 +106,7 @@ class Pki:
     _cas: dict = field(default_factory=dict, repr=False)
 
 
-def _write_leaf(root: Path, name: str, cert: trustme.LeafCert) -> Leaf:
+def write_leaf(root: Path, name: str, cert: trustme.LeafCert) -> Leaf:
     key, crt = root / f"{name}.key", root / f"{name}.crt"
     cert.private_key_pem.write_to_path(str(key))
     cert.cert_chain_pems[0].write_to_path(str(crt))
@@ -122,14 +122,14 @@ def make_pki(root: Path, key_type: str) -> Pki:
     client_ca.cert_pem.write_to_path(str(root / "client-ca.pem"))
     pki = Pki(
         key_type, root, root / "ca.pem", root / "client-ca.pem",
-        localhost=_write_leaf(root, "localhost", server_ca.issue_cert("localhost", "127.0.0.1", common_name="localhost",
+        localhost=write_leaf(root, "localhost", server_ca.issue_cert("localhost", "127.0.0.1", common_name="localhost",
                                                                        key_type=kt)),
-        example=_write_leaf(root, "example", server_ca.issue_cert("example.com", common_name="example.com", key_type=kt)),
-        alice=_write_leaf(root, "alice", client_ca.issue_cert("alice@example.com", common_name="alice", key_type=kt)),
-        bob=_write_leaf(root, "bob", client_ca.issue_cert("bob@example.com", common_name="bob", key_type=kt)),
-        mallory=_write_leaf(root, "mallory", rogue_ca.issue_cert("mallory@example.com", common_name="mallory",
+        example=write_leaf(root, "example", server_ca.issue_cert("example.com", common_name="example.com", key_type=kt)),
+        alice=write_leaf(root, "alice", client_ca.issue_cert("alice@example.com", common_name="alice", key_type=kt)),
+        bob=write_leaf(root, "bob", client_ca.issue_cert("bob@example.com", common_name="bob", key_type=kt)),
+        mallory=write_leaf(root, "mallory", rogue_ca.issue_cert("mallory@example.com", common_name="mallory",
                                                                   key_type=kt)),
-        stranger=_write_leaf(root, "stranger", rogue_ca.issue_cert("localhost", common_name="localhost", key_type=kt)),
+        stranger=write_leaf(root, "stranger", rogue_ca.issue_cert("localhost", common_name="localhost", key_type=kt)),
     )
     pki._cas = {"server": server_ca, "client": client_ca, "rogue": rogue_ca}
     return pki

@@ -3,7 +3,8 @@
 Usage: tls_server_showcase PORT COUNT NAME1 IDENTITY1 IDENTITY2 [options]
 
 IDENTITY1 serves clients whose SNI is NAME1, with ALPN ids `h2`; IDENTITY2 serves everyone else,
-with ALPN ids `h2,http/1.1` (as in the seed). Identities are tlsguest.load_identity specs.
+with ALPN ids `h2,http/1.1` (as in the seed). Identities are tlsguest.load_identity specs; several
+joined by `;` are configured together, in that order of preference.
 
   --alpn1=.. / --alpn2=..   override those ALPN lists (comma separated; empty for none)
   --no-client-auth          skip `request-client-identity` during the handshake
@@ -97,11 +98,11 @@ def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) ->
                     pass
         if server_name == name1:
             handshake.configure_alpn_ids(alpn_list(options.get("alpn1", "h2")))
-            handshake.configure_server_identities([id1])
+            handshake.configure_server_identities(id1)
             say(p + "configured=identity1")
         else:
             handshake.configure_alpn_ids(alpn_list(options.get("alpn2", "h2,http/1.1")))
-            handshake.configure_server_identities([id2])
+            handshake.configure_server_identities(id2)
             say(p + "configured=identity2")
 
         # Request client certificate:
@@ -173,8 +174,8 @@ class Run(exports.Run):
                  "[--no-client-auth] [--require-cn=..] [--hold-after-hello]")
         port, count, name1 = int(positional[0]), int(positional[1]), positional[2]
         try:
-            id1 = load_identity(positional[3])
-            id2 = load_identity(positional[4])
+            id1 = [load_identity(spec) for spec in positional[3].split(";")]
+            id2 = [load_identity(spec) for spec in positional[4].split(";")]
         except (Err, Failed):
             fail("identities=failed")
 
@@ -183,5 +184,6 @@ class Run(exports.Run):
             tcp_client, tcp_input, tcp_output = accept(tcp_server)
             serve(n, tcp_input, tcp_output, name1, id1, id2, options)
             close_socket(tcp_client)
-        with id1, id2, tcp_server:
-            pass
+        for identity in id1 + id2:
+            identity.__exit__(None, None, None)
+        tcp_server.__exit__(None, None, None)
