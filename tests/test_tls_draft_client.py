@@ -362,3 +362,26 @@ def test_client_sends_its_whole_chain(showcase, tmp_path, pkis):
     assert run.returncode == 0, run
     assert server.views[0].peer_der == carol.der
     assert run.facts()["client-identity"] == carol.described(chain=2)
+
+
+def test_minimal_client_reads_a_large_response(min_client, pkis):
+    """4 MiB through the plaintext input stream `finish` gave, ending in close_notify (`closed`)."""
+    import os
+    pki = pkis["ECDSA"]
+    body = os.urandom(2 << 20).hex().encode()
+    with PyTlsServer(py_server_context(pki.localhost, "TLSv1.3"), body=body) as server:
+        run = run_guest(wasitls_command(min_client, ["127.0.0.1", server.port, "localhost", "/big"], pki=pki))
+    assert run.returncode == 0, run.err
+    assert run.lines[:2] == ["handshake=ok", "response-end=closed"]
+    assert run.response.split("\r\n\r\n", 1)[1] == body.decode() + "\n"
+
+
+def test_showcase_connects_by_ip_address(showcase, pkis):
+    """connect("127.0.0.1"): the certificate's IP address SAN is checked; no SNI goes out (an IP is
+    not a host name) while the connection's server-name is still the name given to connect."""
+    pki = pkis["ECDSA"]
+    with PyTlsServer(py_server_context(pki.localhost, "TLSv1.3")) as server:
+        run = run_guest(wasitls_command(showcase, ["127.0.0.1", server.port, "127.0.0.1", "--alpn="], pki=pki))
+    assert run.returncode == 0, run
+    check_facts(run.facts(), pki, "TLSv1.3", server.views[0].cipher, server_name="127.0.0.1")
+    assert server.views[0].server_name is None

@@ -42,6 +42,11 @@ CLIENT_SCENARIOS = {
         connect=ok
         connect-again=err
         finish=ok""", "data"),
+    "c-connect-bad-name": ("""
+        connect-empty=err
+        connect-nul=err
+        connect=ok
+        finish=ok""", "data"),
     "c-alpn-invalid": ("""
         alpn-empty-id=err
         alpn-256-bytes=err

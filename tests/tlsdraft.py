@@ -326,11 +326,13 @@ class PeerView:
 
 class PyTlsServer(threading.Thread):
     """A Python ssl server on loopback: `count` connections, one after the other. Each: handshake,
-    read an HTTP head, answer `200 OK` with body `hello from python`, then close_notify."""
+    read an HTTP head, answer `200 OK` with `body` (default `hello from python`), then close_notify.
+    With `read_everything`, read until the client ends instead, and answer nothing."""
 
-    def __init__(self, ctx: ssl.SSLContext, count: int = 1, *, read_everything: bool = False):
+    def __init__(self, ctx: ssl.SSLContext, count: int = 1, *, read_everything: bool = False,
+                 body: bytes = b"hello from python\n"):
         super().__init__(daemon=True)
-        self.ctx, self.count, self.read_everything = ctx, count, read_everything
+        self.ctx, self.count, self.read_everything, self.body = ctx, count, read_everything, body
         self.views: list[PeerView] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(TIMEOUT)
@@ -362,7 +364,7 @@ class PyTlsServer(threading.Thread):
                             break
                         view.received += chunk
                     if not self.read_everything:
-                        body = b"hello from python\n"
+                        body = self.body
                         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                                     % (len(body), body))
                         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 
 from componentize_py_types import Err
 from wit_world.imports import exit as wasi_exit
@@ -27,6 +28,15 @@ class Failed(Exception):
 
 def say(*parts) -> None:
     print(*parts, flush=True)
+
+
+def say_long(text: str) -> None:
+    """Print a long text in pieces: componentize-py's stdout keeps only the first 64 KiB of one write."""
+    for start in range(0, len(text), 8192):
+        sys.stdout.write(text[start : start + 8192])
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def fail(message: str) -> None:

@@ -26,7 +26,7 @@ from wit_world.imports import environment, stdin, tls
 
 import guestnet
 from tlsguest import (Failed, await_future, cert_subject, describe_public, fail, fingerprint, load_identity,
-                      parse_args, print_facts, read_to_end, say)
+                      parse_args, print_facts, read_to_end, say, say_long)
 
 
 def hold(point: str, wanted: str) -> None:
@@ -125,6 +125,6 @@ class Run(exports.Run):
         http_response, ended = read_to_end(tls_input)
         say(f"response-end={ended}")
         say("response:")
-        say(http_response.decode("utf-8", "replace"))
+        say_long(http_response.decode("utf-8", "replace"))
         with tls_input, tls_output, tls_connection, sock:
             pass

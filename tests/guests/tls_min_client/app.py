@@ -11,7 +11,7 @@ from wit_world import exports
 from wit_world.imports import environment, tls
 
 import guestnet
-from tlsguest import Failed, await_future, fail, read_to_end, say
+from tlsguest import Failed, await_future, fail, read_to_end, say, say_long
 
 
 class Run(exports.Run):
@@ -39,6 +39,6 @@ class Run(exports.Run):
         http_response, ended = read_to_end(tls_input)
         say(f"response-end={ended}")
         say("response:")
-        say(http_response.decode("utf-8", "replace"))
+        say_long(http_response.decode("utf-8", "replace"))
         with tls_input, tls_output, connection, sock:
             pass

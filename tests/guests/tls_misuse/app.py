@@ -94,6 +94,11 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             hs = s.attempt("connect", conn.connect, server_name)
             s.attempt("connect-again", conn.connect, server_name)
             streams = finish_client(s, hs)
+        elif name == "c-connect-bad-name":
+            s.attempt("connect-empty", conn.connect, "")
+            s.attempt("connect-nul", conn.connect, "local\x00host")
+            hs = s.attempt("connect", conn.connect, server_name)
+            streams = finish_client(s, hs)
         elif name == "c-alpn-invalid":
             hs = conn.connect(server_name)
             s.attempt("alpn-empty-id", hs.configure_alpn_ids, [b""])
