@@ -9,6 +9,7 @@ import re
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -503,3 +504,35 @@ def test_client_certificates_checked_against_ca_file_without_client_ca_file(show
     else:
         assert (facts["client-cert"], facts["handshake"]) == ("failed", "failed")
         assert b"HTTP/1.1" not in response
+
+
+@pytest.mark.parametrize("size", [100, 300_000])
+def test_post_handshake_client_identity_with_data_in_flight(showcase, pkis, size):
+    """The client sends `GET /secure` with a body right away; the guest asks for a certificate
+    after reading only the head. The client's Certificate arrives behind the body: the host reads
+    ahead to it, and the guest then reads the whole body intact."""
+    import hashlib
+    import os
+    pki = pkis["ECDSA"]
+    payload = os.urandom(size)
+    with GuestServer(showcase_cmd(showcase, pki, 1, "--no-client-auth")) as guest:
+        ctx = py_client_context(pki, "TLSv1.3", cert=pki.alice, alpn=["http/1.1"], post_handshake_auth=True)
+        with socket.create_connection(("127.0.0.1", guest.port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                sender = threading.Thread(target=tls.sendall, args=(
+                    b"GET /secure HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (size, payload),),
+                    daemon=True)
+                sender.start()
+                response = b""
+                while b"request-body=" not in response or not response.endswith(b"\n"):
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    response += chunk
+                sender.join(TIMEOUT)
+        run = guest.finish()
+    assert run.returncode == 0, run
+    assert conn_facts(run, 0)["post-handshake"] == pki.alice.fingerprint
+    assert body_facts(response) == {"path": "/secure", "alpn-id": "http/1.1", "client-identity": pki.alice.fingerprint,
+                                    "post-handshake": pki.alice.fingerprint,
+                                    "request-body": f"{size} {hashlib.sha256(payload).hexdigest()}"}

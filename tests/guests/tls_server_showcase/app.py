@@ -20,10 +20,12 @@ Per connection n, lines prefixed `conn=<n> `:
   handshake=ok|failed, the six facts
   request=<first line>                       (`h2` for an HTTP/2 connection: one that sent the preface)
   post-handshake=<describe_public>|failed     (GET /secure without a client certificate)
-The HTTP response body repeats path, alpn-id and the client certificate's fingerprint; an h2
+The HTTP response body repeats path, alpn-id and the client certificate's fingerprint (and the
+size and SHA-256 of a request body, read after any post-handshake request); an h2
 connection gets a minimal HTTP/2 answer (SETTINGS, HEADERS :status 200, DATA, GOAWAY).
 """
 
+import hashlib
 import struct
 
 from componentize_py_types import Err
@@ -160,8 +162,19 @@ def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) ->
                     post = "failed"
                 say(p + f"post-handshake={post}")
 
+            # A request body (Content-Length) is read only now, after any post-handshake request.
+            head, _, received = http_request.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(received) < length:
+                try:
+                    received += tls_input.blocking_read(65536)
+                except Err:
+                    break
             body = (f"path={path}\nalpn-id={alpn}\nclient-identity={leaf(tls_connection.client_identity())}\n"
                     f"post-handshake={post}\n").encode()
+            if length:
+                body += f"request-body={len(received)} {hashlib.sha256(received).hexdigest()}\n".encode()
             guestnet.write_all(tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                                % (len(body), body))
 
