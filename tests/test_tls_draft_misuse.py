@@ -112,6 +112,12 @@ CLIENT_SCENARIOS = {
         finish=ok
         write-after-drop=ok
         read-after-drop=ok""", "request"),
+    "c-drop-futures": ("""
+        verify-future=dropped
+        request-future=dropped
+        finish=ok
+        after-finish=server-name:localhost alpn-id:none protocol-version:0x0304 cipher-suite:{suite} own-identity:none peer-identity:some""",
+                       "data"),
     "c-drop-handshake": ("""
         after-drop=server-name:localhost alpn-id:none protocol-version:none cipher-suite:none own-identity:none peer-identity:none
         connect-again=err""", "nothing"),
@@ -235,6 +241,19 @@ SERVER_SCENARIOS = {
         finish=ok
         protocol-version=0x0303
         post-handshake=err""", "data"),
+    "s-drop-future": ("""
+        hello-future=dropped
+        identities-after-drop=ok
+        finish=ok""", "data"),
+    "s-post-handshake-twice": ("""
+        finish=ok
+        post-handshake=ok
+        post-handshake-while-pending=err
+        post-handshake-get=ok
+        client-cert={alice}
+        post-handshake-again=ok
+        post-handshake-again-get=ok
+        client-cert-again={alice}""", "data"),
     "s-abort-after-hello": ("""
         hello-get=ok
         abort=written
@@ -262,7 +281,10 @@ def test_server_misuse(misuse, pkis, _fast_engine):
     outcomes, suite = {}, None
     with GuestServer(cmd) as guest:
         for name in names:
-            ctx = py_client_context(pki, "TLSv1.2" if name.endswith("tls12") else "TLSv1.3")
+            if name == "s-post-handshake-twice":
+                ctx = py_client_context(pki, "TLSv1.3", cert=pki.alice, post_handshake_auth=True)
+            else:
+                ctx = py_client_context(pki, "TLSv1.2" if name.endswith("tls12") else "TLSv1.3")
             try:
                 view, response = py_https_get(ctx, guest.port, "localhost")
                 outcomes[name] = response
@@ -272,7 +294,8 @@ def test_server_misuse(misuse, pkis, _fast_engine):
         run = guest.finish()
     assert run.returncode == 0, run
     wanted = [f"listening on 127.0.0.1:{guest.port}"]
-    wanted += [line for name in names for line in scenario_lines(name, SERVER_SCENARIOS[name][0], suite=suite)]
+    wanted += [line for name in names
+               for line in scenario_lines(name, SERVER_SCENARIOS[name][0], suite=suite, alice=pki.alice.fingerprint)]
     assert run.lines == wanted, run
     for name in names:
         seen, got = SERVER_SCENARIOS[name][1], outcomes[name]

@@ -18,8 +18,8 @@ from wit_world import exports
 from wit_world.imports import environment, tls
 
 import guestnet
-from tlsguest import (Failed, accept, close_socket, describe_get, fail, fmt_alpn, fmt_u16, leaf_of, listen,
-                      load_identity, parse_args, say)
+from tlsguest import (Failed, accept, close_socket, describe_get, fail, fingerprint, fmt_alpn, fmt_u16, leaf_of,
+                      listen, load_identity, parse_args, say)
 
 LONG_ID = b"x" * 256
 IDENTITIES: list = []  # --id / --id2: for server scenarios, and for client scenarios answering a request
@@ -69,6 +69,10 @@ class Scenario:
             if r is not None:
                 r.__exit__(None, None, None)
         self.say(step, " ".join(parts))
+
+
+def leaf_of_public(public) -> str:
+    return fingerprint(public.export_x509_chain()[0])
 
 
 def drop(*resources) -> None:
@@ -240,6 +244,14 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             if request is not None:
                 tls.ClientIdentityRequest.respond(request, IDENTITIES[:1])
                 s.say("respond-after-finish", "returned")
+        elif name == "c-drop-futures":
+            hs = conn.connect(server_name)
+            drop(hs.verify_server_identity())
+            s.say("verify-future", "dropped")
+            drop(hs.receive_client_identity_request())
+            s.say("request-future", "dropped")
+            streams = finish_client(s, hs)
+            s.facts("after-finish", conn)
         elif name == "c-drop-handshake":
             hs = conn.connect(server_name)
             drop(hs)
@@ -355,6 +367,27 @@ def server_scenario(name: str, listener, identity) -> None:
                 written.block()
             s.say("abort", "written")
             drop(s.resolve("hello-get", fut), fut)
+        elif name == "s-drop-future":
+            hs = conn.accept()
+            drop(hs.receive_client_hello())
+            s.say("hello-future", "dropped")
+            s.attempt("identities-after-drop", hs.configure_server_identities, [identity])
+            streams = finish(hs)
+        elif name == "s-post-handshake-twice":
+            hs = conn.accept()
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+            fut = s.attempt("post-handshake", conn.request_client_identity)
+            again = s.attempt("post-handshake-while-pending", conn.request_client_identity)
+            drop(again)
+            cert = s.resolve("post-handshake-get", fut)
+            s.say("client-cert", "none" if cert is None else leaf_of_public(cert))
+            drop(cert, fut)
+            fut = s.attempt("post-handshake-again", conn.request_client_identity)
+            if fut is not None:
+                cert = s.resolve("post-handshake-again-get", fut)
+                s.say("client-cert-again", "none" if cert is None else leaf_of_public(cert))
+                drop(cert, fut)
         elif name == "s-no-identity":
             hs = conn.accept()
             finish(hs)
