@@ -31,8 +31,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file for TLS")
     p.add_argument("--client-ca-file", metavar="PEM",
                    help="trust these roots for client certificates a guest server receives")
-    p.add_argument("--identity", action="append", default=[], metavar="NAME=KEY.pem,CERT.pem",
-                   help="a private identity the host holds for the guest (the key never enters the guest)")
+    p.add_argument("--identity", action="append", default=[], metavar="NAME=KEY.pem,CERT.pem[,PASSFILE]",
+                   help="a private identity the host holds for the guest (wasitls:tls/identities; the key never "
+                        "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .trust import TrustError, TrustStore
@@ -52,30 +53,32 @@ class TlsSettings:
         return ClientEngine(self.client_config, server_name, **options)
 
 
-def _parse_identities(identities: Mapping[str, tuple[str, str]] | Iterable[str]) -> dict[str, Any]:
+def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str]) -> dict[str, Any]:
+    """`NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]` specs (or a mapping NAME -> (key, cert[, passfile]))."""
     from .identity import IdentityError, PrivateIdentity
 
-    pairs: list[tuple[str, str, str]] = []
+    specs: list[tuple[str, list[str]]] = []
     if isinstance(identities, Mapping):
-        pairs = [(name, key, cert) for name, (key, cert) in identities.items()]
+        specs = [(name, [str(f) for f in files]) for name, files in identities.items()]
     else:
         for spec in identities:
             name, sep, files = spec.partition("=")
-            key, sep2, cert = files.partition(",")
-            if not (sep and sep2 and name and key and cert):
-                raise TlsConfigError(f"--identity {spec!r}: expected NAME=KEY.pem,CERT.pem")
-            pairs.append((name, key, cert))
+            parts = files.split(",")
+            if not (sep and name and len(parts) in (2, 3) and all(parts)):
+                raise TlsConfigError(f"--identity {spec!r}: expected NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]")
+            specs.append((name, parts))
     out = {}
-    for name, key, cert in pairs:
+    for name, files in specs:
+        if len(files) not in (2, 3):
+            raise TlsConfigError(f"identity {name!r}: expected key, certificate[, passphrase file]")
         try:
-            with open(key, "rb") as f:
-                key_data = f.read()
-            with open(cert, "rb") as f:
-                cert_data = f.read()
+            key_data, cert_data = (Path(f).read_bytes() for f in files[:2])
+            # The passphrase file's content, without a final newline, is the passphrase.
+            passphrase = Path(files[2]).read_bytes().rstrip(b"\r\n") if len(files) == 3 else None
         except OSError as e:
             raise TlsConfigError(f"identity {name!r}: {e.filename}: {e.strerror}") from None
         try:
-            out[name] = PrivateIdentity.parse(key_data, cert_data)
+            out[name] = PrivateIdentity.parse(key_data, cert_data, passphrase)
         except IdentityError as e:
             raise TlsConfigError(f"identity {name!r}: {e}") from None
     return out

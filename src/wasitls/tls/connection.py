@@ -6,6 +6,7 @@ Shared by every TLS interface we serve, so all get the same pump, backpressure, 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from ..wasi.io.poll import Wait, wait_any
@@ -16,6 +17,25 @@ from .pump import TlsPump
 WRITE_LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
 READ_AHEAD = 1 << 16
 CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
+
+
+_LIVE_KEY = "tls:connections"
+
+
+def track(ctx: Any, conn: "TlsConnection") -> "TlsConnection":
+    """Remember a guest's connection so its trace line is printed even if the guest exits with
+    it still open (the host's closers run after the guest ends)."""
+    live = ctx.extras.get(_LIVE_KEY)
+    if live is None:
+        live = ctx.extras[_LIVE_KEY] = weakref.WeakSet()
+
+        def end_all() -> None:
+            for c in list(live):
+                c._end("still open when the guest exited")
+
+        ctx.extras.setdefault("closers", []).append(end_all)
+    live.add(conn)
+    return conn
 
 
 class TlsConnection:
@@ -41,6 +61,7 @@ class TlsConnection:
         self.client_identity_requested = False  # client: the server sent a CertificateRequest
         self.client_identities: list[Any] = []  # server: ClientIdentityReceived events, in order
         self.holders = 1  # the connection resource; plaintext streams add themselves
+        self.close_notify_on_drop = False  # draft API: no close call, dropping the output ends it
 
     @classmethod
     def client(cls, settings: Any, server_name: str, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
@@ -328,4 +349,7 @@ class PlainSink:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.conn.unhold()
+            conn = self.conn
+            if conn.close_notify_on_drop and conn.engine.handshake_complete and conn.failure is None:
+                conn.close_output()
+            conn.unhold()

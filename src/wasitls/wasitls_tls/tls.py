@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..component.host import HostInterface
 from ..component.values import Err, Ok, Trap
 from ..tls import engine as E
-from ..tls.connection import TlsConnection
+from ..tls.connection import TlsConnection, track
 from ..tls.identity import IdentityError, PrivateIdentity as _Private, PublicIdentity as _Public
 from ..wasi.ctx import WasiCtx
 from ..wasi.io.poll import Pollable, Wait
@@ -77,8 +77,10 @@ def _public(inner: _Public | None) -> PublicIdentity | None:
 class _Driver:
     """One connection's handshake: how far the guest has let it go, and the answers it gave."""
 
-    def __init__(self, conn: TlsConnection):
-        self.conn = conn
+    def __init__(self, ctx: WasiCtx, conn: TlsConnection):
+        self.conn = track(ctx, conn)
+        # The draft has no close call: dropping the plaintext output sends close_notify.
+        conn.close_notify_on_drop = True
         self.stage = CREATED
         self.client_identity: PrivateIdentity | None = None  # client: the answer to a certificate request
         self.aborted = False
@@ -220,7 +222,7 @@ class ClientConnection:
         except ValueError:  # an empty server name, or one with a NUL
             raise Err(None) from None
         self.name = server_name
-        self.driver = _Driver(conn)
+        self.driver = _Driver(self.iface.ctx, conn)
         return ClientHandshake(self.driver)
 
     def _done(self) -> Any:
@@ -346,7 +348,7 @@ class ServerConnection:
     def accept(self) -> "ServerHandshake":
         if self.driver is not None or self.raw is None:
             raise Err(None)  # at most once
-        self.driver = _Driver(TlsConnection.server(self.iface.ctx.tls, *self.raw))
+        self.driver = _Driver(self.iface.ctx, TlsConnection.server(self.iface.ctx.tls, *self.raw))
         return ServerHandshake(self.driver)
 
     def request_client_identity(self) -> FuturePublicIdentity:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...component.host import HostInterface
 from ...component.values import Err, Ok
-from ...tls.connection import TlsConnection
+from ...tls.connection import TlsConnection, track
 from ..ctx import WasiCtx
 from ..io.error import IoError
 from ..io.poll import Pollable
@@ -43,16 +43,20 @@ class ClientConnection:
 class FutureClientStreams:
     """The `future-client-streams` resource: the handshake in progress."""
 
-    def __init__(self, conn: TlsConnection):
+    def __init__(self, conn: TlsConnection | None, refused: str | None = None):
         self.conn = conn
+        self.refused = refused  # why no connection was even started (an invalid server name)
         self.taken = False
 
     def subscribe(self) -> Pollable:
-        return Pollable(self.conn.handshake_readiness())
+        return Pollable(_Ready() if self.conn is None else self.conn.handshake_readiness())
 
     def get(self) -> Any:
         if self.taken:
             return Err(None)
+        if self.conn is None:
+            self.taken = True
+            return Ok(Err(IoError(self.refused)))
         if not self.conn.handshake_readiness().poll_ready():
             return None
         self.taken = True
@@ -65,8 +69,16 @@ class FutureClientStreams:
 
 
     def drop(self) -> None:
-        if not self.taken:  # nobody will ever hold this connection
+        if not self.taken and self.conn is not None:  # nobody will ever hold this connection
             self.conn.release()
+
+
+class _Ready:
+    def poll_ready(self) -> bool:
+        return True
+
+    def wait_on(self) -> Any:
+        raise AssertionError("a ready source is never waited on")
 
 
 class Types(HostInterface):
@@ -84,6 +96,10 @@ class Types(HostInterface):
         return ClientHandshake(self.ctx, server_name, input, output)
 
     def client_handshake_finish(self, this: ClientHandshake) -> FutureClientStreams:
-        conn = TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output)
+        try:
+            conn = TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output)
+        except ValueError:  # an empty name or one with a NUL: an error value, as on wasmtime
+            return FutureClientStreams(None, "invalid server name")
+        track(self.ctx, conn)
         conn.start()
         return FutureClientStreams(conn)
