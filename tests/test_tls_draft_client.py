@@ -249,6 +249,8 @@ def test_showcase_against_python_ssl(showcase, pkis, version, key_type):
     assert (view.version, view.alpn, view.peer_der, view.server_name) == (version, "h2", pki.alice.der, "localhost")
     assert view.received.startswith(b"GET /hello HTTP/1.1\r\n")
     assert run.response.endswith("hello from python\n\n")
+    assert run.facts()["response-end"] == "closed"  # the server's close_notify
+    assert view.closed_cleanly  # and the guest's, sent when it dropped its plaintext output
 
 
 def test_showcase_request_dropped_sends_no_certificate(showcase, pkis):

@@ -327,6 +327,7 @@ def key_files(tmp_path_factory, pkis):
         files[f"{kt}.crt"] = pki.alice.cert.read_bytes()
         files[f"{kt}.der"] = pki.alice.der
     assert b"Proc-Type: 4,ENCRYPTED" in files["RSA.enc-legacy.key"]
+    files["right.pass"], files["wrong.pass"] = b"s3cret\n", b"guess\n"
     files["garbage.key"] = b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
     files["empty.key"] = b""
     files["garbage.crt"] = b"not a certificate at all"
@@ -346,7 +347,7 @@ def test_private_identity_parse(misuse, pkis, key_files, _fast_engine):
     """parse takes PEM keys as PKCS#8, PKCS#1 and SEC1 with the chain as DER or PEM certificates;
     parse-encrypted takes encrypted PKCS#8 and legacy encrypted PEM with the passphrase; every
     malformed or mismatched input is an error result (never a trap); identities.get finds what
-    `--identity` gave and nothing else."""
+    `--identity` gave (an encrypted key with its passphrase file too) and nothing else."""
     k = "/keys/"
     cases = {}
     for kt in ("RSA", "ECDSA"):
@@ -369,11 +370,14 @@ def test_private_identity_parse(misuse, pkis, key_files, _fast_engine):
         "truncated-chain": f"raw:{k}RSA.native.key,{k}truncated.crt",
         "chain-with-intermediate": f"file:{k}chained.key,{k}chained.crt",
         "host-alice": "host:alice",
+        "host-sealed": "host:sealed",
         "host-nobody": "host:nobody",
     }
     pki = pkis["RSA"]
+    sealed = f"sealed={key_files / 'ECDSA.enc-legacy.key'},{pkis['ECDSA'].alice.cert},{key_files / 'right.pass'}"
     cmd = wasitls_command(misuse, ["identity", *(f"{label}={spec}" for label, spec in cases.items())],
-                          identities={"alice": pki.alice}, extra=["--dir", f"{key_files}::/keys"])
+                          identities={"alice": pki.alice},
+                          extra=["--dir", f"{key_files}::/keys", "--identity", sealed])
     run = run_guest(cmd)
     assert run.returncode == 0, run
     alice = {kt: p.alice.fingerprint for kt, p in pkis.items()}
@@ -387,7 +391,8 @@ def test_private_identity_parse(misuse, pkis, key_files, _fast_engine):
     wanted |= {"key-of-other-cert": "err", "garbage-key": "err", "empty-key": "err", "empty-chain": "err",
                "garbage-chain": "err", "truncated-chain": "err",
                "chain-with-intermediate": f"ok {sha256(chained)} chain=2",
-               "host-alice": f"ok {pki.alice.fingerprint} chain=1", "host-nobody": "none"}
+               "host-alice": f"ok {pki.alice.fingerprint} chain=1", "host-nobody": "none",
+               "host-sealed": f"ok {alice['ECDSA']} chain=1"}
     assert run.lines == [f"{label}={wanted[label]}" for label in cases], run
 
 
@@ -410,6 +415,8 @@ def test_private_identity_cannot_be_exported():
     ("missing", "No such file or directory"),
     ("bad-certificate", "not a DER or PEM X.509 certificate"),
     ("no-equals", "expected NAME=KEY.pem,CERT.pem"),
+    ("wrong-passphrase", "cannot decrypt the private key: wrong passphrase"),
+    ("missing-passphrase-file", "No such file or directory"),
 ])
 def test_cli_identity_errors(misuse, pkis, key_files, problem, message):
     """`wasitls run --identity` with a key or certificate it cannot use: one clear line, exit 2,
@@ -421,7 +428,9 @@ def test_cli_identity_errors(misuse, pkis, key_files, problem, message):
             "mismatched": f"a={key_files / 'ECDSA.native.key'},{crt}",
             "missing": f"a={key_files / 'nope.key'},{crt}",
             "bad-certificate": f"a={key},{key_files / 'garbage.crt'}",
-            "no-equals": f"a{key},{crt}"}[problem]
+            "no-equals": f"a{key},{crt}",
+            "wrong-passphrase": f"a={key_files / 'RSA.enc-pkcs8.key'},{crt},{key_files / 'wrong.pass'}",
+            "missing-passphrase-file": f"a={key_files / 'RSA.enc-pkcs8.key'},{crt},{key_files / 'nope.pass'}"}[problem]
     proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--identity", spec, str(misuse), "identity",
                            "x=host:a"], capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
     lines = [line for line in proc.stderr.decode().splitlines() if not line.startswith("wasitls: compiling")]

@@ -139,6 +139,7 @@ def test_minimal_server_against_four_clients(min_server, pkis, key_type, source)
     assert curl_facts(curl_log)["protocol"] == "TLSv1.2"
     assert py_view.version == "TLSv1.3" and py_view.peer_der == pki.localhost.der
     assert py_response.endswith(b"\r\n\r\nok 3\n")
+    assert py_view.closed_cleanly  # dropping the plaintext output sent close_notify
     assert len([line for line in run.err.splitlines() if line.startswith("tls: ")]) == 4, run.err
 
 

@@ -322,6 +322,7 @@ class PeerView:
     received: bytes = b""
     error: BaseException | None = None
     handshake_done: threading.Event = field(default_factory=threading.Event)
+    closed_cleanly: bool | None = None  # the other side's close_notify came (None: not looked at)
 
 
 class PyTlsServer(threading.Thread):
@@ -368,9 +369,10 @@ class PyTlsServer(threading.Thread):
                         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                                     % (len(body), body))
                         try:
-                            tls.unwrap()  # sends close_notify; the draft API has no way to send one back
+                            tls.unwrap()  # sends close_notify, waits for the guest's
+                            view.closed_cleanly = True
                         except (ssl.SSLError, OSError):
-                            pass
+                            view.closed_cleanly = False
                 except (ssl.SSLError, OSError) as e:
                     view.error = e
 
@@ -424,8 +426,10 @@ def py_https_get(ctx: ssl.SSLContext, port: int, server_name: str, path: str = "
                 try:
                     chunk = tls.recv(65536)
                 except ssl.SSLEOFError:
+                    view.closed_cleanly = False
                     break
                 if not chunk:
+                    view.closed_cleanly = True
                     break
                 data += chunk
     return view, data

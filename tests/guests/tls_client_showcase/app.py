@@ -126,5 +126,6 @@ class Run(exports.Run):
         say(f"response-end={ended}")
         say("response:")
         say_long(http_response.decode("utf-8", "replace"))
-        with tls_input, tls_output, tls_connection, sock:
+        # dropped in reverse: the streams (the output sends close_notify), the connection, the socket
+        with sock, tls_connection, tls_input, tls_output:
             pass

@@ -51,7 +51,7 @@ class Run(exports.Run):
             body = f"ok {n}\n".encode()
             guestnet.write_all(tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                                % (len(body), body))
-            with tls_input, tls_output, connection:
+            with connection, tls_input, tls_output:  # streams first: the output sends close_notify
                 pass
             close_socket(tcp_client)
         with identity, tcp_server:
