@@ -12,7 +12,6 @@ import pytest
 
 from tlsdraft import (MATRIX, VERSIONS, GuestServer, PeerProcess, PyTlsServer, free_port, iana_suite, need,
                       need_fast_engine, pem_to_der, py_server_context, run_guest, wasitls_command)
-from tlsdraft import pkis  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("_fast_engine")
 

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import serialization
 
 from tlsdraft import (TIMEOUT, GuestServer, PyTlsServer, iana_suite, need_fast_engine, pem_to_der, py_client_context,
                       py_https_get, py_server_context, run_guest, sha256, wasitls_command)
-from tlsdraft import pkis  # noqa: F401 (a fixture)
 
 WIT = Path(__file__).resolve().parent.parent / "src" / "wasitls" / "wit" / "wasitls-tls-0.1.0"
 

@@ -15,7 +15,6 @@ import pytest
 
 from tlsdraft import (MATRIX, TIMEOUT, VERSIONS, GuestServer, body_facts, client_hello_bytes, h2_get, iana_suite,
                       need, need_fast_engine, py_client_context, py_https_get, readable, wasitls_command)
-from tlsdraft import pkis  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("_fast_engine")
 

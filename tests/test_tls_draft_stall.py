@@ -11,7 +11,6 @@ import pytest
 
 from tlsdraft import (TIMEOUT, GuestServer, client_hello_bytes, need_fast_engine, py_client_context, py_https_get,
                       wasitls_command)
-from tlsdraft import pkis  # noqa: F401 (a fixture)
 
 
 @pytest.fixture

@@ -135,12 +135,6 @@ def make_pki(root: Path, key_type: str) -> Pki:
     return pki
 
 
-@pytest.fixture(scope="session")
-def pkis(tmp_path_factory) -> dict[str, Pki]:
-    root = tmp_path_factory.mktemp("pki")
-    return {name: make_pki(root / name, name) for name in KEY_TYPES}
-
-
 # -- running guests -------------------------------------------------------------------------------
 
 def wasitls_command(wasm: Path, args, *, pki: Pki | None = None, identities: dict[str, Leaf] | None = None,
@@ -538,7 +532,7 @@ def h2_get(tls, authority: str) -> tuple[int | None, bytes]:
     while True:
         while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
             length = int.from_bytes(data[:3], "big")
-            kind, flags, payload = data[3], data[4], data[9 : 9 + length]
+            kind, payload = data[3], data[9 : 9 + length]
             data = data[9 + length :]
             if kind == 1 and payload[:1] == b"\x88":
                 status = 200
