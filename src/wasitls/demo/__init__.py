@@ -18,6 +18,8 @@ PAGE = b"<html><body><h1>Hello from wasitls</h1><p>TLS by the host, plaintext fo
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    timeout = 30  # a client that stops talking cannot hold the demo open (server_close joins handlers)
+
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -36,7 +38,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
-def _https_server(workdir: Path) -> tuple[http.server.ThreadingHTTPServer, Path]:
+class _Server(http.server.ThreadingHTTPServer):
+    # ThreadingHTTPServer's handler threads are daemons that server_close does not wait for: a handler
+    # still sending close_notify would outlive the demo. These are joined by server_close.
+    daemon_threads = False
+    block_on_close = True
+
+
+def _https_server(workdir: Path) -> tuple[_Server, Path]:
     import trustme
 
     ca = trustme.CA()
@@ -45,7 +54,7 @@ def _https_server(workdir: Path) -> tuple[http.server.ThreadingHTTPServer, Path]
     ca.cert_pem.write_to_path(str(ca_file))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(ctx)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     return server, ca_file
 
@@ -73,6 +82,7 @@ def run_demo(*, engine: str | None = None, progress: Callable[[str], None] | Non
             status = host.run(wasm, ["localhost", str(port), "/"], argv0="https-get.wasm")
         finally:
             server.shutdown()
-            server.server_close()
+            server.server_close()  # closes the listener and joins the request handlers
+            thread.join()
     print(f"demo: guest exited with status {status}", file=sys.stderr)
     return status

@@ -656,12 +656,19 @@ class _Engine:
         return f"certificate verify failed: {text}{_VERIFY_HINTS.get(code, '')}"
 
 
+# TLS 1.3 alerts (RFC 8446 6.2) that OpenSSL 3.0's SSL_alert_desc_string_long calls "unknown"
+_ALERTS_OPENSSL_DOES_NOT_NAME = {109: "missing extension", 116: "certificate required"}
+
+
 def _alert_in(codes: list[int]) -> str | None:
     """'peer sent alert: ...' if OpenSSL's error queue records an alert received from the peer."""
     for code in codes:
         reason = o.err_reason(code)
         if o.err_lib(code) == o.ERR_LIB_SSL and o.SSL_AD_REASON_OFFSET <= reason < o.SSL_AD_REASON_OFFSET + 256:
-            desc = o.SSL_alert_desc_string_long(reason - o.SSL_AD_REASON_OFFSET).decode()
+            alert = reason - o.SSL_AD_REASON_OFFSET
+            desc = o.SSL_alert_desc_string_long(alert).decode()
+            if desc == "unknown":
+                desc = _ALERTS_OPENSSL_DOES_NOT_NAME.get(alert, f"alert {alert}")
             return f"peer sent alert: {desc}"
     return None
 
