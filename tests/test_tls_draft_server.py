@@ -9,7 +9,6 @@ import re
 import socket
 import ssl
 import subprocess
-import threading
 
 import pytest
 
@@ -519,17 +518,15 @@ def test_post_handshake_client_identity_with_data_in_flight(showcase, pkis, size
         ctx = py_client_context(pki, "TLSv1.3", cert=pki.alice, alpn=["http/1.1"], post_handshake_auth=True)
         with socket.create_connection(("127.0.0.1", guest.port), timeout=TIMEOUT) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                sender = threading.Thread(target=tls.sendall, args=(
-                    b"GET /secure HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (size, payload),),
-                    daemon=True)
-                sender.start()
+                # all of it before reading anything (one thread: an SSL object is not for two at once)
+                tls.sendall(b"GET /secure HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s"
+                            % (size, payload))
                 response = b""
                 while b"request-body=" not in response or not response.endswith(b"\n"):
                     chunk = tls.recv(65536)
                     if not chunk:
                         break
                     response += chunk
-                sender.join(TIMEOUT)
         run = guest.finish()
     assert run.returncode == 0, run
     assert conn_facts(run, 0)["post-handshake"] == pki.alice.fingerprint

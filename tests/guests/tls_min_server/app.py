@@ -9,6 +9,7 @@ request, print its first line, answer `200 OK` with body `ok <n>`.
 Per connection it prints `conn=<n> handshake=ok|failed` and `conn=<n> request=<first line>`.
 """
 
+from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import environment, tls
 
@@ -49,8 +50,11 @@ class Run(exports.Run):
             first_line = http_request.split(b"\r\n", 1)[0].decode("utf-8", "replace")
             say(f"conn={n} request={first_line}")
             body = f"ok {n}\n".encode()
-            guestnet.write_all(tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                               % (len(body), body))
+            try:
+                guestnet.write_all(tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                   % (len(body), body))
+            except Err:
+                say(f"conn={n} write=failed")
             with connection, tls_input, tls_output:  # streams first: the output sends close_notify
                 pass
             close_socket(tcp_client)

@@ -73,6 +73,14 @@ def leaf(public) -> str:
     return fingerprint(chain[0]) if chain else "empty-chain"
 
 
+def respond(p: str, tls_output, data: bytes) -> None:
+    """Write the answer; a connection that broke is reported, not fatal to the server."""
+    try:
+        guestnet.write_all(tls_output, data)
+    except Err:
+        say(p + "write=failed")
+
+
 def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) -> None:
     p = f"conn={n} "
     tls_connection = tls.ServerConnection(tcp_input, tcp_output)
@@ -145,8 +153,8 @@ def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) ->
             if alpn == "h2" and read_h2_request(tls_input, http_request):
                 say(p + "request=h2")
                 body = f"alpn-id=h2\nclient-identity={leaf(tls_connection.client_identity())}\n".encode()
-                guestnet.write_all(tls_output, h2_frame(4, 0, 0) + h2_frame(4, 1, 0) + h2_frame(1, 4, 1, b"\x88")
-                                   + h2_frame(0, 1, 1, body) + h2_frame(7, 0, 0, struct.pack(">II", 1, 0)))
+                respond(p, tls_output, h2_frame(4, 0, 0) + h2_frame(4, 1, 0) + h2_frame(1, 4, 1, b"\x88")
+                        + h2_frame(0, 1, 1, body) + h2_frame(7, 0, 0, struct.pack(">II", 1, 0)))
                 return
             first_line = http_request.split(b"\r\n", 1)[0].decode("utf-8", "replace")
             say(p + f"request={first_line}")
@@ -175,8 +183,8 @@ def serve(n: int, tcp_input, tcp_output, name1: str, id1, id2, options: dict) ->
                     f"post-handshake={post}\n").encode()
             if length:
                 body += f"request-body={len(received)} {hashlib.sha256(received).hexdigest()}\n".encode()
-            guestnet.write_all(tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                               % (len(body), body))
+            respond(p, tls_output, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (len(body), body))
 
 
 class Run(exports.Run):
