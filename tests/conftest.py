@@ -27,3 +27,12 @@ def wasmtime_cli() -> Path:
     if exe is None:
         pytest.skip(f"wasmtime CLI not installed: {WASMTIME_INSTALL_HINT}")
     return exe
+
+
+@pytest.fixture(scope="session")
+def pkis(tmp_path_factory):
+    """{"RSA": Pki, "ECDSA": Pki}: the certificates of the wasitls:tls@0.1.0 tests (see tests/tlsdraft.py)."""
+    from tlsdraft import KEY_TYPES, make_pki
+
+    root = tmp_path_factory.mktemp("pki")
+    return {name: make_pki(root / name, name) for name in KEY_TYPES}

@@ -1,0 +1,1 @@
+../_lib/tlsguest.py

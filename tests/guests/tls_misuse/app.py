@@ -1,0 +1,459 @@
+"""tls_misuse: wasitls:tls@0.1.0 methods called out of order, twice, after finish or abort, and on a
+dropped parent; prints what each returned.
+
+Usage:
+  tls_misuse client HOST PORT SERVER_NAME SCENARIO... [--id=SPEC --id2=SPEC]   each on a fresh connection
+  tls_misuse server PORT SCENARIO... --id=SPEC          each scenario on the next accepted connection
+  tls_misuse identity LABEL=SPEC...                     private-identity.parse / identities.get
+
+Identities are tlsguest.load_identity specs; client scenarios answer certificate requests with them.
+
+Lines are `<scenario>.<step>=<outcome>`; outcomes: `ok`, `err` (an error result), `none`, a value,
+or for a future's `get`: `pending`, `ok`, `err` (resolved with an error), `consumed` (read before).
+Every scenario ends with `<scenario>.end`.
+"""
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import environment, tls
+
+import guestnet
+from tlsguest import (Failed, accept, close_socket, describe_get, fail, fingerprint, fmt_alpn, fmt_u16, leaf_of,
+                      listen, load_identity, parse_args, say)
+
+LONG_ID = b"x" * 256
+IDENTITIES: list = []  # --id / --id2: for server scenarios, and for client scenarios answering a request
+
+
+class Scenario:
+    def __init__(self, name: str):
+        self.name = name
+
+    def say(self, step: str, outcome) -> None:
+        say(f"{self.name}.{step}={outcome}")
+
+    def attempt(self, step: str, call, *args):
+        """Call; print ok or err; return the value (None on err)."""
+        try:
+            value = call(*args)
+        except Err:
+            self.say(step, "err")
+            return None
+        self.say(step, "ok")
+        return value
+
+    def resolve(self, step: str, fut):
+        """Wait for fut without reading it, then `get` it: print the outcome, return the value."""
+        while True:
+            with fut.subscribe() as p:
+                if p.ready():
+                    break
+                p.block()
+        got = fut.get()
+        self.say(step, describe_get(got))
+        if got is not None and not isinstance(got, Err) and not isinstance(got.value, Err):
+            return got.value.value
+        return None
+
+    def facts(self, step: str, conn) -> None:
+        """All six facts on one line."""
+        parts = [f"server-name:{conn.server_name() or 'none'}", f"alpn-id:{fmt_alpn(conn.alpn_id())}",
+                 f"protocol-version:{fmt_u16(conn.protocol_version())}",
+                 f"cipher-suite:{fmt_u16(conn.cipher_suite())}"]
+        client_side = isinstance(conn, tls.ClientConnection)
+        mine = conn.client_identity() if client_side else conn.server_identity()
+        theirs = conn.server_identity() if client_side else conn.client_identity()
+        parts.append(f"own-identity:{'none' if mine is None else 'some'}")
+        parts.append(f"peer-identity:{'none' if theirs is None else 'some'}")
+        for r in (mine, theirs):
+            if r is not None:
+                r.__exit__(None, None, None)
+        self.say(step, " ".join(parts))
+
+
+def leaf_of_public(public) -> str:
+    return fingerprint(public.export_x509_chain()[0])
+
+
+def drop(*resources) -> None:
+    for r in resources:
+        if r is not None:
+            r.__exit__(None, None, None)
+
+
+# -- client scenarios -------------------------------------------------------------------------------
+
+def finish_client(s: Scenario, hs, step: str = "finish"):
+    """finish, wait, print the outcome; returns (input, output) or None."""
+    return s.resolve(step, tls.ClientHandshake.finish(hs))
+
+
+def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
+    s = Scenario(name)
+    sock, rx, tx, _ = guestnet.connect(host, port)
+    conn = tls.ClientConnection(rx, tx)
+    streams = None
+    try:
+        if name == "c-connect-twice":
+            hs = s.attempt("connect", conn.connect, server_name)
+            s.attempt("connect-again", conn.connect, server_name)
+            streams = finish_client(s, hs)
+        elif name == "c-connect-bad-name":
+            s.attempt("connect-empty", conn.connect, "")
+            s.attempt("connect-nul", conn.connect, "local\x00host")
+            hs = s.attempt("connect", conn.connect, server_name)
+            streams = finish_client(s, hs)
+        elif name == "c-alpn-invalid":
+            hs = conn.connect(server_name)
+            s.attempt("alpn-empty-id", hs.configure_alpn_ids, [b""])
+            s.attempt("alpn-256-bytes", hs.configure_alpn_ids, [LONG_ID])
+            s.attempt("alpn-255-bytes", hs.configure_alpn_ids, [LONG_ID[:255], b"h2"])
+            s.attempt("alpn-none", hs.configure_alpn_ids, [])
+            streams = finish_client(s, hs)
+        elif name == "c-verify-twice":
+            hs = conn.connect(server_name)
+            fut = s.attempt("verify", hs.verify_server_identity)
+            again = s.attempt("verify-again", hs.verify_server_identity)
+            drop(again)
+            identity = s.resolve("verify-get", fut)
+            s.say("verify-identity", "none" if identity is None else "some")
+            drop(identity, fut)
+            streams = finish_client(s, hs)
+        elif name == "c-out-of-order":
+            hs = conn.connect(server_name)
+            req = s.attempt("receive-request", hs.receive_client_identity_request)
+            s.attempt("verify-after-request", hs.verify_server_identity)
+            s.attempt("receive-request-again", hs.receive_client_identity_request)
+            request = s.resolve("request-get", req)
+            s.say("request", "none" if request is None else "some")
+            drop(request, req)
+            s.attempt("verify-after-request-resolved", hs.verify_server_identity)
+            streams = finish_client(s, hs)
+        elif name == "c-configure-after-drive":
+            hs = conn.connect(server_name)
+            fut = s.attempt("verify", hs.verify_server_identity)
+            s.attempt("alpn-while-driving", hs.configure_alpn_ids, [b"h2"])
+            drop(s.resolve("verify-get", fut), fut)
+            s.attempt("alpn-after-verify", hs.configure_alpn_ids, [b"h2"])
+            streams = finish_client(s, hs)
+        elif name == "c-future-twice":
+            hs = conn.connect(server_name)
+            fut = hs.verify_server_identity()
+            drop(s.resolve("verify-get", fut))
+            s.say("verify-get-again", describe_get(fut.get()))
+            drop(fut)
+            done = tls.ClientHandshake.finish(hs)
+            streams = s.resolve("finish-get", done)
+            s.say("finish-get-again", describe_get(done.get()))
+            drop(done)
+        elif name == "c-facts":
+            s.facts("before-connect", conn)
+            hs = conn.connect(server_name)
+            s.facts("after-connect", conn)
+            fut = hs.verify_server_identity()
+            drop(s.resolve("verify-get", fut), fut)
+            s.facts("after-verify", conn)
+            streams = finish_client(s, hs)
+            s.facts("after-finish", conn)
+        elif name == "c-abort-after-verify":
+            hs = conn.connect(server_name)
+            fut = hs.verify_server_identity()
+            drop(s.resolve("verify-get", fut), fut)
+            with tls.ClientHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            s.facts("after-abort", conn)
+            s.attempt("connect-after-abort", conn.connect, server_name)
+        elif name == "c-abort-pending-child":
+            hs = conn.connect(server_name)
+            fut = hs.verify_server_identity()
+            req = hs.receive_client_identity_request()
+            with tls.ClientHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            drop(s.resolve("verify-get", fut), fut)
+            drop(s.resolve("request-get", req), req)
+        elif name == "c-finish-pending-child":
+            hs = conn.connect(server_name)
+            fut = hs.verify_server_identity()
+            req = hs.receive_client_identity_request()
+            done = tls.ClientHandshake.finish(hs)
+            streams = s.resolve("finish", done)
+            drop(done)
+            identity = s.resolve("verify-get", fut)
+            s.say("verify-identity", "none" if identity is None else "some")
+            request = s.resolve("request-get", req)
+            s.say("request", "none" if request is None else "some")
+            drop(identity, fut, request, req)
+        elif name == "c-drop-connection":
+            hs = conn.connect(server_name)
+            drop(conn)
+            conn = None
+            s.attempt("alpn-after-drop", hs.configure_alpn_ids, [b"h2"])
+            fut = s.attempt("verify-after-drop", hs.verify_server_identity)
+            if fut is not None:
+                drop(s.resolve("verify-get", fut), fut)
+            done = tls.ClientHandshake.finish(hs)
+            s.resolve("finish-after-drop", done)
+            drop(done)
+        elif name == "c-drop-connection-pending":
+            hs = conn.connect(server_name)
+            fut = hs.verify_server_identity()
+            drop(conn)
+            conn = None
+            drop(s.resolve("verify-get", fut), fut)
+            drop(hs)
+        elif name == "c-drop-connection-after-finish":
+            hs = conn.connect(server_name)
+            tls_in, tls_out = finish_client(s, hs)
+            drop(conn)
+            conn = None
+            s.attempt("write-after-drop", tls_out.write, b"GET / HTTP/1.1\r\n\r\n")
+            s.attempt("read-after-drop", tls_in.read, 10)
+            drop(tls_in, tls_out)
+        elif name == "c-respond-first-of-two":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            s.say("request", "none" if request is None else "some")
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:2])
+                s.say("respond", "returned")
+            streams = finish_client(s, hs)
+            mine = conn.client_identity()
+            s.say("client-identity", "none" if mine is None else leaf_of(mine))
+            drop(mine)
+        elif name == "c-respond-after-abort":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            with tls.ClientHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:1])
+                s.say("respond-after-abort", "returned")
+        elif name == "c-respond-after-finish":
+            hs = conn.connect(server_name)
+            fut = hs.receive_client_identity_request()
+            request = s.resolve("request-get", fut)
+            drop(fut)
+            streams = finish_client(s, hs)
+            if request is not None:
+                tls.ClientIdentityRequest.respond(request, IDENTITIES[:1])
+                s.say("respond-after-finish", "returned")
+        elif name == "c-drop-futures":
+            hs = conn.connect(server_name)
+            drop(hs.verify_server_identity())
+            s.say("verify-future", "dropped")
+            drop(hs.receive_client_identity_request())
+            s.say("request-future", "dropped")
+            streams = finish_client(s, hs)
+            s.facts("after-finish", conn)
+        elif name == "c-drop-handshake":
+            hs = conn.connect(server_name)
+            drop(hs)
+            s.facts("after-drop", conn)
+            s.attempt("connect-again", conn.connect, server_name)
+        else:
+            s.say("unknown", "scenario")
+        if streams is not None:
+            tls_in, tls_out = streams
+            guestnet.write_all(tls_out, f"{name}\n".encode())
+            drop(tls_in, tls_out)
+    finally:
+        drop(conn)
+        close_socket(sock)
+    s.say("end", "")
+
+
+# -- server scenarios -------------------------------------------------------------------------------
+
+def server_scenario(name: str, listener, identity) -> None:
+    s = Scenario(name)
+    sock, rx, tx = accept(listener)
+    conn = tls.ServerConnection(rx, tx)
+    streams = None
+
+    def finish(hs, step="finish"):
+        done = tls.ServerHandshake.finish(hs)
+        got = s.resolve(step, done)
+        drop(done)
+        return got
+
+    try:
+        if name == "s-accept-twice":
+            hs = s.attempt("accept", conn.accept)
+            s.attempt("accept-again", conn.accept)
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+        elif name == "s-alpn-invalid":
+            hs = conn.accept()
+            s.attempt("alpn-empty-id", hs.configure_alpn_ids, [b""])
+            s.attempt("alpn-256-bytes", hs.configure_alpn_ids, [LONG_ID])
+            s.attempt("alpn-none", hs.configure_alpn_ids, [])
+            s.attempt("identities", hs.configure_server_identities, [identity])
+            streams = finish(hs)
+        elif name == "s-hello-twice":
+            hs = conn.accept()
+            fut = s.attempt("hello", hs.receive_client_hello)
+            s.attempt("hello-again", hs.receive_client_hello)
+            drop(s.resolve("hello-get", fut))
+            s.say("hello-get-again", describe_get(fut.get()))
+            drop(fut)
+            s.attempt("identities-after-hello", hs.configure_server_identities, [identity])
+            s.attempt("alpn-after-hello", hs.configure_alpn_ids, [b"http/1.1"])
+            streams = finish(hs)
+        elif name == "s-out-of-order":
+            hs = conn.accept()
+            hs.configure_server_identities([identity])
+            req = s.attempt("request", hs.request_client_identity)
+            s.attempt("hello-after-request", hs.receive_client_hello)
+            s.attempt("request-again", hs.request_client_identity)
+            s.attempt("identities-after-request", hs.configure_server_identities, [identity])
+            s.attempt("alpn-after-request", hs.configure_alpn_ids, [b"h2"])
+            streams = finish(hs)
+            cert = s.resolve("request-get", req)
+            s.say("client-cert", "none" if cert is None else "some")
+            drop(cert, req)
+        elif name == "s-configure-after-request":
+            hs = conn.accept()
+            fut = hs.receive_client_hello()
+            drop(s.resolve("hello-get", fut), fut)
+            hs.configure_server_identities([identity])
+            req = hs.request_client_identity()
+            drop(s.resolve("request-get", req), req)
+            s.attempt("identities-after-request", hs.configure_server_identities, [identity])
+            s.attempt("alpn-after-request", hs.configure_alpn_ids, [b"h2"])
+            s.attempt("hello-after-request", hs.receive_client_hello)
+            streams = finish(hs)
+        elif name == "s-facts":
+            s.facts("before-accept", conn)
+            hs = conn.accept()
+            fut = hs.receive_client_hello()
+            drop(s.resolve("hello-get", fut), fut)
+            s.facts("after-hello", conn)
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+            s.facts("after-finish", conn)
+        elif name == "s-post-handshake-early":
+            hs = conn.accept()
+            s.attempt("post-before-handshake", conn.request_client_identity)
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+        elif name == "s-post-handshake-tls12":
+            hs = conn.accept()
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+            s.say("protocol-version", fmt_u16(conn.protocol_version()))
+            fut = s.attempt("post-handshake", conn.request_client_identity)
+            if fut is not None:
+                drop(s.resolve("post-handshake-get", fut), fut)
+        elif name == "s-abort-after-hello":
+            hs = conn.accept()
+            fut = hs.receive_client_hello()
+            drop(s.resolve("hello-get", fut), fut)
+            with tls.ServerHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            s.facts("after-abort", conn)
+            s.attempt("post-after-abort", conn.request_client_identity)
+        elif name == "s-abort-pending-child":
+            hs = conn.accept()
+            fut = hs.receive_client_hello()
+            with tls.ServerHandshake.abort(hs) as written:
+                written.block()
+            s.say("abort", "written")
+            drop(s.resolve("hello-get", fut), fut)
+        elif name == "s-drop-future":
+            hs = conn.accept()
+            drop(hs.receive_client_hello())
+            s.say("hello-future", "dropped")
+            s.attempt("identities-after-drop", hs.configure_server_identities, [identity])
+            streams = finish(hs)
+        elif name == "s-post-handshake-twice":
+            hs = conn.accept()
+            hs.configure_server_identities([identity])
+            streams = finish(hs)
+            fut = s.attempt("post-handshake", conn.request_client_identity)
+            again = s.attempt("post-handshake-while-pending", conn.request_client_identity)
+            drop(again)
+            cert = s.resolve("post-handshake-get", fut)
+            s.say("client-cert", "none" if cert is None else leaf_of_public(cert))
+            drop(cert, fut)
+            fut = s.attempt("post-handshake-again", conn.request_client_identity)
+            if fut is not None:
+                cert = s.resolve("post-handshake-again-get", fut)
+                s.say("client-cert-again", "none" if cert is None else leaf_of_public(cert))
+                drop(cert, fut)
+        elif name == "s-no-identity":
+            hs = conn.accept()
+            finish(hs)
+        elif name == "s-drop-connection":
+            hs = conn.accept()
+            drop(conn)
+            conn = None
+            s.attempt("hello-after-drop", hs.receive_client_hello)
+            s.attempt("identities-after-drop", hs.configure_server_identities, [identity])
+            finish(hs, "finish-after-drop")
+        elif name == "s-drop-connection-pending":
+            hs = conn.accept()
+            fut = hs.receive_client_hello()
+            drop(conn)
+            conn = None
+            drop(s.resolve("hello-get", fut), fut)
+            drop(hs)
+        else:
+            s.say("unknown", "scenario")
+        if streams is not None:
+            tls_in, tls_out = streams
+            guestnet.write_all(tls_out, f"{name}\n".encode())
+            drop(tls_in, tls_out)
+    finally:
+        drop(conn)
+        close_socket(sock)
+    s.say("end", "")
+
+
+# -- identities -------------------------------------------------------------------------------------
+
+def identity_cases(cases: list[str]) -> None:
+    for case in cases:
+        label, _, spec = case.partition("=")
+        try:
+            identity = load_identity(spec)
+        except Err:
+            say(f"{label}=err")
+            continue
+        except Failed:
+            say(f"{label}=none")
+            continue
+        with identity:
+            with identity.public_identity() as public:
+                chain = public.export_x509_chain()
+            say(f"{label}=ok {leaf_of(identity)} chain={len(chain)}")
+
+
+class Run(exports.Run):
+    def run(self) -> None:
+        positional, options = parse_args(environment.get_arguments()[1:])
+        if not positional:
+            fail("usage: tls_misuse client HOST PORT NAME SCENARIO... | server PORT SCENARIO... --id=SPEC | "
+                 "identity LABEL=SPEC...")
+        mode = positional[0]
+        IDENTITIES.extend(load_identity(options[key]) for key in ("id", "id2") if key in options)
+        if mode == "client":
+            host, port, server_name = positional[1], int(positional[2]), positional[3]
+            for name in positional[4:]:
+                client_scenario(name, host, port, server_name)
+        elif mode == "server":
+            listener = listen(int(positional[1]))
+            for name in positional[2:]:
+                server_scenario(name, listener, IDENTITIES[0])
+            drop(listener)
+        elif mode == "identity":
+            identity_cases(positional[1:])
+        else:
+            fail(f"unknown mode {mode}")
