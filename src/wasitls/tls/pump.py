@@ -12,7 +12,8 @@ from typing import Any, Callable
 from ..wasi.io.poll import Wait
 from ..wasi.io.streams import StreamClosed, StreamFailed
 
-READ_CHUNK = 1 << 16
+READ_CHUNK = 1 << 16  # raw bytes per read when nothing says how many are wanted
+MAX_READ_CHUNK = (1 << 20) + (1 << 14)  # the most one read takes: a full plaintext read + overhead
 
 
 class TlsPump:
@@ -23,6 +24,7 @@ class TlsPump:
         self.on_input = on_input  # lets the connection absorb the engine's events after each input
         self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
         self.raw_eof = False
+        self._buffer = bytearray()  # the reused receive buffer, grown to what reads ask for
         self.send_error: str | None = None
 
     def send(self) -> None:
@@ -47,12 +49,22 @@ class TlsPump:
         if self.send_error is not None:
             self.outgoing.clear()
 
-    def receive(self) -> bool:
-        """Feeds what the raw input has now into the engine; True if anything (data or an end) came."""
+    def receive(self, max_bytes: int = READ_CHUNK, *, absorb: bool = True) -> bool:
+        """Feeds what the raw input has now (at most max_bytes) into the engine; True if anything
+        (data or an end) came. absorb=False leaves the engine's events to the caller."""
         if self.raw_eof:
             return False
+        source = self.raw_in.source
+        size = min(max_bytes, MAX_READ_CHUNK)
         try:
-            data = self.raw_in.source.read(READ_CHUNK)
+            read_into = getattr(source, "read_into", None)
+            if read_into is None:
+                data = source.read(size)
+            else:  # into a reused buffer: no new bytes object per read
+                if len(self._buffer) < size:
+                    self._buffer = bytearray(max(size, READ_CHUNK))
+                view = memoryview(self._buffer)
+                data = view[:read_into(view[:size])]
         except StreamClosed:
             self.raw_eof = True
             self.engine.receive_data(b"")
@@ -63,7 +75,8 @@ class TlsPump:
             if not data:
                 return False
             self.engine.receive_data(data)
-        self.on_input()
+        if absorb:
+            self.on_input()
         return True
 
     def pump(self, until: Callable[[], bool] | None = None) -> None:
