@@ -950,12 +950,10 @@ def test_client_against_openssl_s_server(trust, ca, server_pem, tmp_path, versio
 class _MemorySource:
     """A raw input backend holding ciphertext; records the largest read asked of it."""
 
-    def __init__(self, into: bool):
+    def __init__(self):
         self.data = bytearray()
         self.ended = False
         self.largest = 0
-        if into:
-            self.read_into = self._read_into
 
     def read(self, n: int) -> bytes:
         self.largest = max(self.largest, n)
@@ -965,11 +963,6 @@ class _MemorySource:
         chunk = bytes(self.data[:n])
         del self.data[:n]
         return chunk
-
-    def _read_into(self, buffer) -> int:
-        chunk = self.read(len(buffer))
-        buffer[:len(chunk)] = chunk
-        return len(chunk)
 
 
 class _NullSink:
@@ -983,8 +976,7 @@ class _NullSink:
         pass
 
 
-@pytest.mark.parametrize("into", [True, False], ids=["read_into", "read"])
-def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca, into):
+def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
     from types import SimpleNamespace
 
     from wasitls.tls.connection import READ_LIMIT, TlsConnection
@@ -992,7 +984,7 @@ def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca, into)
     from wasitls.wasi.io.streams import StreamClosed
 
     client, server = connected_pair(trust, ca.issue_cert("example.com"))
-    source = _MemorySource(into)
+    source = _MemorySource()
     conn = TlsConnection(SimpleNamespace(trace=None), client, SimpleNamespace(source=source),
                          SimpleNamespace(sink=_NullSink()), server_name="example.com")
     plain = conn.plaintext_source()

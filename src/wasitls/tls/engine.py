@@ -382,23 +382,20 @@ class _Engine:
         self.plaintext_sent = 0
 
     # -- raw side -----------------------------------------------------------------------------
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+    def receive_data(self, data: bytes) -> None:
         """Raw bytes read from the peer; b"" means the peer closed its side of the TCP stream."""
         if self._state is _State.FAILED:
             return
-        if not len(data):
+        if not data:
             self._eof = True
             o.BIO_ctrl(self._rbio, o.BIO_C_SET_BUF_MEM_EOF_RETURN, 0, None)
             return
         if not self._first_bytes_seen:
             self._first_bytes_seen = True
             if data[0] not in _TLS_RECORD_STARTS or (len(data) > 1 and data[1] != 0x03):
-                self._fail(f"peer does not speak TLS ({_preview(bytes(data[:64]))})")
+                self._fail(f"peer does not speak TLS ({_preview(data)})")
                 return
         self.bytes_received += len(data)
-        if not isinstance(data, bytes):  # e.g. a reused recv buffer: BIO_write copies from its address
-            view = memoryview(data).cast("B")
-            data = bytes(view) if view.readonly else (ctypes.c_char * len(view)).from_buffer(view)
         o.BIO_write(self._rbio, data, len(data))
 
     def connection_reset(self) -> None:

@@ -24,7 +24,6 @@ class TlsPump:
         self.on_input = on_input  # lets the connection absorb the engine's events after each input
         self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
         self.raw_eof = False
-        self._buffer = bytearray()  # the reused receive buffer, grown to what reads ask for
         self.send_error: str | None = None
 
     def send(self) -> None:
@@ -54,17 +53,8 @@ class TlsPump:
         (data or an end) came. absorb=False leaves the engine's events to the caller."""
         if self.raw_eof:
             return False
-        source = self.raw_in.source
-        size = min(max_bytes, MAX_READ_CHUNK)
         try:
-            read_into = getattr(source, "read_into", None)
-            if read_into is None:
-                data = source.read(size)
-            else:  # into a reused buffer: no new bytes object per read
-                if len(self._buffer) < size:
-                    self._buffer = bytearray(max(size, READ_CHUNK))
-                view = memoryview(self._buffer)
-                data = view[:read_into(view[:size])]
+            data = self.raw_in.source.read(min(max_bytes, MAX_READ_CHUNK))
         except StreamClosed:
             self.raw_eof = True
             self.engine.receive_data(b"")

@@ -558,24 +558,6 @@ class TcpSource:
             raise StreamClosed
         return data
 
-    def read_into(self, buffer: memoryview) -> int:
-        """Like read, into the caller's buffer (at most MAX_READ bytes); 0 when nothing has arrived."""
-        if self.closed:
-            raise StreamClosed
-        if not len(buffer):
-            return 0
-        try:
-            n = self.sock.recv_into(buffer, min(len(buffer), MAX_READ))
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as e:
-            self.closed = True
-            raise StreamFailed(stream_error(e)) from None
-        if not n:
-            self.closed = True
-            raise StreamClosed
-        return n
-
     def poll_ready(self) -> bool:
         return self.closed or bool(self.poller.poll(0))
 
