@@ -942,3 +942,69 @@ def test_client_against_openssl_s_server(trust, ca, server_pem, tmp_path, versio
     assert ("TLSv1.3" if version == TLS1_3 else "TLSv1.2").encode() in page
     assert b"client.example" in page or b"Client certificate" in page
     assert event == PeerClosed(clean=True, reason="peer sent close_notify")
+
+
+# ---------------------------------------------------------------------------------------------
+# The connection's plaintext reads (wasitls.tls.connection) over in-memory raw streams
+# ---------------------------------------------------------------------------------------------
+class _MemorySource:
+    """A raw input backend holding ciphertext; records the largest read asked of it."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.ended = False
+        self.largest = 0
+
+    def read(self, n: int) -> bytes:
+        self.largest = max(self.largest, n)
+        if not self.data and self.ended:
+            from wasitls.wasi.io.streams import StreamClosed
+            raise StreamClosed
+        chunk = bytes(self.data[:n])
+        del self.data[:n]
+        return chunk
+
+
+class _NullSink:
+    def check_write(self) -> int:
+        return 1 << 30
+
+    def write(self, data) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
+    from types import SimpleNamespace
+
+    from wasitls.tls.connection import READ_LIMIT, TlsConnection
+    from wasitls.tls.pump import MAX_READ_CHUNK
+    from wasitls.wasi.io.streams import StreamClosed
+
+    client, server = connected_pair(trust, ca.issue_cert("example.com"))
+    source = _MemorySource()
+    conn = TlsConnection(SimpleNamespace(trace=None), client, SimpleNamespace(source=source),
+                         SimpleNamespace(sink=_NullSink()), server_name="example.com")
+    plain = conn.plaintext_source()
+    payload = os.urandom(3 * READ_LIMIT + 54321)
+    for offset in range(0, len(payload), MAX_SEND):
+        server.send_plaintext(payload[offset:offset + MAX_SEND])
+    source.data += server.data_to_send()
+    received = bytearray()
+    first = plain.read(200000)
+    assert len(first) == 200000  # more than one 64 KiB step: the read fills up to what was asked
+    received += first
+    while len(received) < len(payload):
+        chunk = plain.read(4 * READ_LIMIT)
+        assert 0 < len(chunk) <= READ_LIMIT
+        received += chunk
+    assert source.largest <= MAX_READ_CHUNK  # raw input is read in bounded steps
+    assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+    assert plain.read(1000) == b""  # nothing more now, and no end yet
+    server.close()
+    source.data += server.data_to_send()
+    source.ended = True
+    with pytest.raises(StreamClosed):
+        plain.read(1000)

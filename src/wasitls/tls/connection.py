@@ -16,6 +16,8 @@ from .pump import TlsPump
 
 WRITE_LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
 READ_AHEAD = 1 << 16
+READ_LIMIT = 1 << 20  # the most plaintext one guest read decrypts (and so holds) at a time
+RECORD_SLACK = 1 << 14  # raw bytes read beyond the plaintext wanted: record headers and tags
 CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
 
 
@@ -56,6 +58,7 @@ class TlsConnection:
         self.output_closed = False
         self.ended: str | None = None
         self.ahead = b""  # plaintext decrypted ahead of the guest's reads
+        self._read_buffer = bytearray()  # read_flowing decrypts here
         # what the handshake's pauses brought, kept after the guest resumes past them
         self.server_identity_seen: Any = None  # client: the verified chain the server sent
         self.client_identity_requested = False  # client: the server sent a CertificateRequest
@@ -141,6 +144,28 @@ class TlsConnection:
             self.ahead += self.engine.read_plaintext(limit - len(self.ahead))
             self._absorb_events()
         return bool(self.ahead) or self.peer_closed is not None or self.failure is not None
+
+    def read_flowing(self, n: int) -> bytes:
+        """Plaintext available now, up to min(n, READ_LIMIT): decrypts what has arrived, reading raw
+        input only while the read is not full; b"" when none (the slow path then says why)."""
+        engine, pump = self.engine, self.pump
+        limit = min(n, READ_LIMIT)
+        if limit <= 0 or not engine.handshake_complete or self.error is not None or self.peer_closed is not None:
+            return b""
+        if len(self._read_buffer) < limit:  # grown to what reads ask for: small readers stay small
+            self._read_buffer = bytearray(limit)
+        view = memoryview(self._read_buffer)
+        got = engine.read_plaintext_into(view[:limit])
+        while got < limit:  # raw reads bounded by what this read still wants
+            wanted = limit - got
+            if not pump.receive(wanted + (wanted >> 9) + RECORD_SLACK, absorb=False):
+                break
+            more = engine.read_plaintext_into(view[got:limit])
+            if not more:
+                break
+            got += more
+        self._absorb_events()  # once per read: ends, failures and client identities the reads noticed
+        return bytes(view[:got])
 
     # -- application data ------------------------------------------------------------------------
     def plaintext_source(self) -> "PlainSource":
@@ -268,6 +293,10 @@ class PlainSource:
     def read(self, n: int) -> bytes:
         conn = self.conn
         if not conn.ahead:
+            data = conn.read_flowing(n)
+            if data:
+                conn.pump.send()  # reading may have produced records to send (key updates)
+                return data
             conn.pump.pump(until=self._fill)
         if conn.ahead:
             data, conn.ahead = conn.ahead[:n], conn.ahead[n:]

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from ..wasi.io.poll import Wait
 from ..wasi.io.streams import StreamClosed, StreamFailed
 
-READ_CHUNK = 1 << 16
+READ_CHUNK = 1 << 16  # raw bytes per read when nothing says how many are wanted
+MAX_READ_CHUNK = (1 << 20) + (1 << 14)  # the most one read takes: a full plaintext read + overhead
 
 
 class TlsPump:
@@ -47,12 +48,13 @@ class TlsPump:
         if self.send_error is not None:
             self.outgoing.clear()
 
-    def receive(self) -> bool:
-        """Feeds what the raw input has now into the engine; True if anything (data or an end) came."""
+    def receive(self, max_bytes: int = READ_CHUNK, *, absorb: bool = True) -> bool:
+        """Feeds what the raw input has now (at most max_bytes) into the engine; True if anything
+        (data or an end) came. absorb=False leaves the engine's events to the caller."""
         if self.raw_eof:
             return False
         try:
-            data = self.raw_in.source.read(READ_CHUNK)
+            data = self.raw_in.source.read(min(max_bytes, MAX_READ_CHUNK))
         except StreamClosed:
             self.raw_eof = True
             self.engine.receive_data(b"")
@@ -63,7 +65,8 @@ class TlsPump:
             if not data:
                 return False
             self.engine.receive_data(data)
-        self.on_input()
+        if absorb:
+            self.on_input()
         return True
 
     def pump(self, until: Callable[[], bool] | None = None) -> None:
