@@ -485,6 +485,18 @@ def test_a_peer_that_does_not_speak_tls_is_named(trust):
                                          " 69 6e 61 72))")
 
 
+def test_a_server_answers_a_peer_that_does_not_speak_tls_with_an_alert(trust):
+    # OpenSSL answers the broken client (a fatal alert record); the reason still names the first bytes
+    server = ServerEngine(config(trust))
+    server.receive_data(b"\x17\x03\x03\x00\x05hello")  # application data before any handshake
+    assert server.next_event() == Failed("peer does not speak TLS (not a TLS record (first bytes 17 03 03 00"
+                                         " 05 68 65 6c))")
+    assert server.data_to_send()[:1] == b"\x15"
+    server = ServerEngine(config(trust))  # an HTTP client gets no alert from OpenSSL, but is named
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    assert server.next_event() == Failed("peer does not speak TLS (received 'GET / HTTP/1.1')")
+
+
 def test_truncation_after_the_handshake_is_not_a_clean_close(trust, ca):
     client, server = connected_pair(trust, ca.issue_cert("example.com"))
     server.send_plaintext(b"partial")

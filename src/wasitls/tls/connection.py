@@ -33,7 +33,7 @@ def track(ctx: Any, conn: "TlsConnection") -> "TlsConnection":
 
         def end_all() -> None:
             for c in list(live):
-                c._end("still open when the guest exited")
+                c._end(c._how_it_ended("still open when the guest exited"))
 
         ctx.extras.setdefault("closers", []).append(end_all)
     live.add(conn)
@@ -101,9 +101,9 @@ class TlsConnection:
                 return
 
     def _fail(self, reason: str) -> None:
+        # The trace line waits for the release, so it counts the alert that is still to be sent.
         if self.error is None:
             self.error = reason
-            self._end(f"failed: {reason}")
 
     @property
     def failure(self) -> str | None:
@@ -199,15 +199,19 @@ class TlsConnection:
             self.release()
 
     def release(self) -> None:
-        if self.peer_closed_clean and self.output_closed:
-            self._end("closed (close_notify both ways)")
-        elif self.output_closed:
-            self._end("closed by us (close_notify sent)")
-        elif self.peer_closed is not None:
-            self._end(f"closed by the peer ({self.peer_closed})")
-        else:
-            self._end("dropped by the guest")
+        self._end(self._how_it_ended("dropped by the guest"))
         self.engine.release()
+
+    def _how_it_ended(self, otherwise: str) -> str:
+        if self.error is not None:
+            return f"failed: {self.error}"
+        if self.peer_closed_clean and self.output_closed:
+            return "closed (close_notify both ways)"
+        if self.output_closed:
+            return "closed by us (close_notify sent)"
+        if self.peer_closed is not None:
+            return f"closed by the peer ({self.peer_closed})"
+        return otherwise
 
     # -- trace -------------------------------------------------------------------------------------
     def _end(self, how: str) -> None:

@@ -360,6 +360,7 @@ class _Engine:
         self._callback_error: BaseException | None = None
         self._eof = False
         self._first_bytes_seen = False
+        self._not_tls: str | None = None  # server: why the first bytes did not look like TLS
         self._sent_close = False
         self._read_buffer: ctypes.Array | None = None
         self._nbytes = ctypes.c_size_t()  # the size_t* out-parameter of SSL_read_ex / SSL_write_ex
@@ -393,8 +394,12 @@ class _Engine:
         if not self._first_bytes_seen:
             self._first_bytes_seen = True
             if data[0] not in _TLS_RECORD_STARTS or (len(data) > 1 and data[1] != 0x03):
-                self._fail(f"peer does not speak TLS ({_preview(data)})")
-                return
+                if self._role == "client":
+                    self._fail(f"peer does not speak TLS ({_preview(data)})")
+                    return
+                # A server lets OpenSSL answer (an alert to a broken client, an SSLv2-format hello
+                # parsed) and only names the failure, if any, by these first bytes.
+                self._not_tls = f"peer does not speak TLS ({_preview(data)})"
         self.bytes_received += len(data)
         o.BIO_write(self._rbio, data, len(data))
 
@@ -635,6 +640,8 @@ class _Engine:
         if self._callback_error is not None:
             return f"internal error in a TLS callback: {self._callback_error!r}"
         alert = _alert_in(codes)
+        if alert is None and self._not_tls is not None and not self.handshake_complete:
+            return self._not_tls
         if alert is not None:
             return alert
         verify = o.SSL_get_verify_result(self._ssl)
