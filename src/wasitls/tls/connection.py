@@ -145,9 +145,11 @@ class TlsConnection:
             self._absorb_events()
         return bool(self.ahead) or self.peer_closed is not None or self.failure is not None
 
-    def read_flowing(self, n: int) -> bytes:
+    def read_flowing(self, n: int) -> bytes | memoryview:
         """Plaintext available now, up to min(n, READ_LIMIT): decrypts what has arrived, reading raw
-        input only while the read is not full; b"" when none (the slow path then says why)."""
+        input only while the read is not full; b"" when none (the slow path then says why).
+        The data is a view of the connection's read buffer, valid until the next read: the caller
+        copies it (the engines copy results into guest memory at once) instead of us copying twice."""
         engine, pump = self.engine, self.pump
         limit = min(n, READ_LIMIT)
         if limit <= 0 or not engine.handshake_complete or self.error is not None or self.peer_closed is not None:
@@ -165,7 +167,7 @@ class TlsConnection:
                 break
             got += more
         self._absorb_events()  # once per read: ends, failures and client identities the reads noticed
-        return bytes(view[:got])
+        return view[:got] if got else b""
 
     # -- application data ------------------------------------------------------------------------
     def plaintext_source(self) -> "PlainSource":
@@ -294,7 +296,8 @@ class PlainSource:
     def _fill(self) -> bool:
         return self.conn.fill_ahead()
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> bytes | memoryview:
+        """Up to n bytes; a memoryview valid until the next read (see read_flowing)."""
         conn = self.conn
         if not conn.ahead:
             data = conn.read_flowing(n)

@@ -64,7 +64,8 @@ class TlsPump:
         else:
             if not data:
                 return False
-            self.engine.receive_data(data)
+            # a raw stream may lend a view of its buffer (TLS inside TLS): the engine takes bytes
+            self.engine.receive_data(data if isinstance(data, bytes) else bytes(data))
         if absorb:
             self.on_input()
         return True

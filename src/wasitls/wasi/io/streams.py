@@ -184,14 +184,14 @@ class OutputStream:
         permit = self.check_write()
         data = src.read(min(len, permit))
         if data:
-            self._guard(self.sink.write, data)
+            self._guard(self.sink.write, bytes(data))  # a source may lend a view of its buffer
         return _size(data)
 
     def blocking_splice(self, src: InputStream, len: int) -> int:
         permit = self._wait_permit()
         data = src.blocking_read(min(len, permit))
         if data:
-            self._guard(self.sink.write, data)
+            self._guard(self.sink.write, bytes(data))  # a source may lend a view of its buffer
         return _size(data)
 
     def drop(self) -> None:
