@@ -950,7 +950,6 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
     result = ft.result
     result_plan = planner.plan(result) if result is not None else None
     returns_result = isinstance(result, T.ResultType)
-    nflat_params = len(ft.flat_params)
     params_spill = ft.params_spill
     result_spill = ft.result_spill
     n_core_params = len(ft.core_signature("lower")[0])

@@ -130,10 +130,6 @@ class TlsConnection:
     def handshake_readiness(self) -> "_Readiness":
         return _Readiness(self)
 
-    def readiness(self, ready: Any) -> "Until":
-        """A poll source ready when `ready()` holds, driving this connection while polled."""
-        return Until(self, ready)
-
     def fill_ahead(self, limit: int = READ_AHEAD) -> bool:
         """Decrypt what has arrived into `ahead` (up to `limit`); True when there is plaintext or
         an end to report. Reading also processes post-handshake messages (client identities)."""
@@ -265,21 +261,6 @@ class _Readiness:
     def poll_ready(self) -> bool:
         self.conn.pump.pump(until=self.conn.handshake_settled)
         return self.conn.handshake_settled()
-
-    def wait_on(self) -> Wait:
-        return self.conn.pump.wait(for_input=True)
-
-
-class Until:
-    """A poll source ready when `ready()` holds; polling it drives the connection's handshake."""
-
-    def __init__(self, conn: TlsConnection, ready: Any):
-        self.conn = conn
-        self.ready = ready
-
-    def poll_ready(self) -> bool:
-        self.conn.advance(self.ready)
-        return bool(self.ready())
 
     def wait_on(self) -> Wait:
         return self.conn.pump.wait(for_input=True)

@@ -204,45 +204,37 @@ class FutureClientIdentityRequest(_Future):
     """`future-client-identity-request`."""
 
 
-# -- client ---------------------------------------------------------------------------------------
-class ClientConnection:
-    """The `client-connection` resource: raw streams until `connect`, then the facts as they come."""
+# -- what both roles share ------------------------------------------------------------------------
+class _Connection:
+    """A connection resource: raw streams until the handshake is made, then the facts as they come."""
 
     def __init__(self, iface: "Tls", input: InputStream, output: OutputStream):
         self.iface = iface
-        self.raw = (input, output)
+        self.raw: tuple[InputStream, OutputStream] | None = (input, output)
         self.driver: _Driver | None = None
-        self.name: str | None = None
 
-    def connect(self, server_name: str) -> "ClientHandshake":
-        if self.driver is not None or self.raw is None:
-            raise Err(None)  # at most once
-        try:
-            conn = TlsConnection.client(self.iface.ctx.tls, server_name, *self.raw)
-        except ValueError:  # an empty server name, or one with a NUL
-            raise Err(None) from None
-        self.name = server_name
+    def _start(self, conn: TlsConnection) -> _Driver:
         self.driver = _Driver(self.iface.ctx, conn)
-        return ClientHandshake(self.driver)
+        return self.driver
+
+    def _engine(self) -> Any:
+        return None if self.driver is None else self.driver.engine
 
     def _done(self) -> Any:
-        d = self.driver
-        return d.engine if d is not None and d.engine.handshake_complete else None
+        e = self._engine()
+        return e if e is not None and e.handshake_complete else None
 
-    def server_name(self) -> str | None:
-        return self.name
+    def _local_identity(self) -> PrivateIdentity | None:
+        e = self._done()
+        return None if e is None or e.local_identity is None else PrivateIdentity(e.local_identity)
+
+    def _peer_identity(self) -> PublicIdentity | None:
+        e = self._done()
+        return None if e is None else _public(e.peer_identity)
 
     def alpn_id(self) -> bytes | None:
         e = self._done()
         return None if e is None else e.alpn_id
-
-    def client_identity(self) -> PrivateIdentity | None:
-        e = self._done()
-        return None if e is None or e.local_identity is None else PrivateIdentity(e.local_identity)
-
-    def server_identity(self) -> PublicIdentity | None:
-        e = self._done()
-        return None if e is None else _public(e.peer_identity)
 
     def protocol_version(self) -> int | None:
         e = self._done()
@@ -260,12 +252,54 @@ class ClientConnection:
         self.raw = None
 
 
-class ClientHandshake:
-    """The `client-handshake` resource."""
+class _Handshake:
+    """A handshake resource; `finish` and `abort` consume it."""
+
+    resource = ""
 
     def __init__(self, driver: _Driver):
         self.driver = driver
         self.consumed = False
+
+    def _consume(self) -> _Driver:
+        if self.consumed:
+            raise Trap(f"{self.resource} used after finish or abort")
+        self.consumed = True
+        return self.driver
+
+
+# -- client ---------------------------------------------------------------------------------------
+class ClientConnection(_Connection):
+    """The `client-connection` resource."""
+
+    def __init__(self, iface: "Tls", input: InputStream, output: OutputStream):
+        super().__init__(iface, input, output)
+        self.name: str | None = None
+
+    def connect(self, server_name: str) -> "ClientHandshake":
+        if self.driver is not None or self.raw is None:
+            raise Err(None)  # at most once
+        try:
+            conn = TlsConnection.client(self.iface.ctx.tls, server_name, *self.raw)
+        except ValueError:  # an empty server name, or one with a NUL
+            raise Err(None) from None
+        self.name = server_name
+        return ClientHandshake(self._start(conn))
+
+    def server_name(self) -> str | None:
+        return self.name
+
+    def client_identity(self) -> PrivateIdentity | None:
+        return self._local_identity()
+
+    def server_identity(self) -> PublicIdentity | None:
+        return self._peer_identity()
+
+
+class ClientHandshake(_Handshake):
+    """The `client-handshake` resource."""
+
+    resource = "client-handshake"
 
     def configure_alpn_ids(self, value: list[bytes]) -> None:
         d = self.driver
@@ -304,12 +338,6 @@ class ClientHandshake:
             lambda: ClientIdentityRequest(d) if conn.client_identity_requested else None,
         )
 
-    def _consume(self) -> _Driver:
-        if self.consumed:
-            raise Trap("client-handshake used after finish or abort")
-        self.consumed = True
-        return self.driver
-
 
 class ClientIdentityRequest:
     """The `client-identity-request` resource; dropped unanswered means: no certificate."""
@@ -336,20 +364,13 @@ class ClientHello:
 
 
 # -- server ---------------------------------------------------------------------------------------
-class ServerConnection:
+class ServerConnection(_Connection):
     """The `server-connection` resource."""
-
-    def __init__(self, iface: "Tls", input: InputStream, output: OutputStream):
-        self.iface = iface
-        self.raw = (input, output)
-        self.driver: _Driver | None = None
-        self.pha_pending = False
 
     def accept(self) -> "ServerHandshake":
         if self.driver is not None or self.raw is None:
             raise Err(None)  # at most once
-        self.driver = _Driver(self.iface.ctx, TlsConnection.server(self.iface.ctx.tls, *self.raw))
-        return ServerHandshake(self.driver)
+        return ServerHandshake(self._start(TlsConnection.server(self.iface.ctx.tls, *self.raw)))
 
     def request_client_identity(self) -> FuturePublicIdentity:
         """Post-handshake authentication (TLS 1.3 only: TLS 1.2 renegotiation is disabled). The
@@ -375,50 +396,21 @@ class ServerConnection:
         return FuturePublicIdentity(d, answered, value,
                                     failed=lambda: len(conn.client_identities) <= seen)
 
-    def _engine(self) -> Any:
-        return None if self.driver is None else self.driver.engine
-
-    def _done(self) -> Any:
-        e = self._engine()
-        return e if e is not None and e.handshake_complete else None
-
     def server_name(self) -> str | None:
         e = self._engine()
         return None if e is None else e.server_name
 
-    def alpn_id(self) -> bytes | None:
-        e = self._done()
-        return None if e is None else e.alpn_id
-
     def client_identity(self) -> PublicIdentity | None:
-        e = self._done()
-        return None if e is None else _public(e.peer_identity)
+        return self._peer_identity()
 
     def server_identity(self) -> PrivateIdentity | None:
-        e = self._done()
-        return None if e is None or e.local_identity is None else PrivateIdentity(e.local_identity)
-
-    def protocol_version(self) -> int | None:
-        e = self._done()
-        return None if e is None else e.protocol_version
-
-    def cipher_suite(self) -> int | None:
-        e = self._done()
-        return None if e is None else e.cipher_suite
-
-    def drop(self) -> None:
-        if self.driver is not None:
-            self.driver.aborted = True
-            self.driver.conn.unhold()
-        self.raw = None
+        return self._local_identity()
 
 
-class ServerHandshake:
+class ServerHandshake(_Handshake):
     """The `server-handshake` resource."""
 
-    def __init__(self, driver: _Driver):
-        self.driver = driver
-        self.consumed = False
+    resource = "server-handshake"
 
     def _configurable(self) -> _Driver:
         d = self.driver
@@ -471,11 +463,12 @@ class ServerHandshake:
             lambda: _public(conn.client_identities[0].identity) if conn.client_identities else None,
         )
 
-    def _consume(self) -> _Driver:
-        if self.consumed:
-            raise Trap("server-handshake used after finish or abort")
-        self.consumed = True
-        return self.driver
+
+def _finish(handshake: _Handshake) -> FutureStreams:
+    d = handshake._consume()
+    if not d.aborted:
+        d.stage = FINISHED
+    return FutureStreams(d)
 
 
 # -- the interface ----------------------------------------------------------------------------------
@@ -514,19 +507,13 @@ class Tls(HostInterface):
         return ServerConnection(self, input, output)
 
     def client_handshake_finish(self, this: ClientHandshake) -> FutureStreams:
-        d = this._consume()
-        if not d.aborted:
-            d.stage = FINISHED
-        return FutureStreams(d)
+        return _finish(this)
 
     def client_handshake_abort(self, this: ClientHandshake) -> Pollable:
         return this._consume().abort()
 
     def server_handshake_finish(self, this: ServerHandshake) -> FutureStreams:
-        d = this._consume()
-        if not d.aborted:
-            d.stage = FINISHED
-        return FutureStreams(d)
+        return _finish(this)
 
     def server_handshake_abort(self, this: ServerHandshake) -> Pollable:
         return this._consume().abort()

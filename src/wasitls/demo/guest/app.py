@@ -7,9 +7,9 @@ check, only plaintext streams.
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import environment, exit as wasi_exit, monotonic_clock, poll, streams
-from wit_world.imports import instance_network, ip_name_lookup, tcp, tcp_create_socket
+from wit_world.imports import instance_network, ip_name_lookup, tcp_create_socket
 from wit_world.imports import wasi_tls_types as tls
-from wit_world.imports.network import IpAddress_Ipv4, IpAddress_Ipv6, IpAddressFamily
+from wit_world.imports.network import IpAddress_Ipv4, IpAddressFamily
 from wit_world.imports.network import IpSocketAddress_Ipv4, IpSocketAddress_Ipv6, Ipv4SocketAddress, Ipv6SocketAddress
 
 
