@@ -185,6 +185,14 @@ def socket_address_from_os(sockaddr: tuple) -> SocketAddress:
     return SocketAddress(ipaddress.IPv6Address(host), sockaddr[1], sockaddr[2], sockaddr[3])
 
 
+def os_address_to_wit(get: Any) -> Any:
+    """`get()` (a socket's getsockname or getpeername) as a WIT ip-socket-address; errors as WASI's."""
+    try:
+        return socket_address_from_os(get()).to_wit()
+    except OSError as e:
+        raise fail(e) from None
+
+
 def canonical(ip: IPAddress) -> IPAddress:
     """An IPv4-mapped IPv6 address as the IPv4 address it maps (Rust's to_canonical)."""
     if ip.version == 6 and ip.ipv4_mapped is not None:

@@ -27,6 +27,7 @@ from ..io.poll import Pollable, Wait
 from ..io.streams import MAX_READ, BufferedSink, InputStream, OutputStream, StreamClosed, StreamFailed
 from .network import (
     NetworkCapability,
+    os_address_to_wit,
     os_bind,
     fail,
     get_buffer_size,
@@ -35,7 +36,6 @@ from .network import (
     is_valid_remote_address,
     is_valid_unicast_address,
     set_buffer_size,
-    socket_address_from_os,
     socket_address_from_wit,
     stream_error,
     track,
@@ -188,18 +188,12 @@ class TcpSocket:
     def local_address(self) -> Any:
         if self.state not in (BOUND, LISTENING, CONNECTED):
             raise Err("invalid-state")
-        try:
-            return socket_address_from_os(self.sock.getsockname()).to_wit()
-        except OSError as e:
-            raise fail(e) from None
+        return os_address_to_wit(self.sock.getsockname)
 
     def remote_address(self) -> Any:
         if self.state != CONNECTED:
             raise Err("invalid-state")
-        try:
-            return socket_address_from_os(self.sock.getpeername()).to_wit()
-        except OSError as e:
-            raise fail(e) from None
+        return os_address_to_wit(self.sock.getpeername)
 
     def is_listening(self) -> bool:
         return self.state == LISTENING

@@ -19,6 +19,7 @@ from ...component.values import Err, Trap
 from ..io.poll import Pollable, Wait
 from .network import (
     NetworkCapability,
+    os_address_to_wit,
     os_bind,
     SocketAddress,
     fail,
@@ -112,18 +113,12 @@ class UdpSocket:
     def local_address(self) -> Any:
         if self.state != BOUND:
             raise Err("invalid-state")
-        try:
-            return socket_address_from_os(self.sock.getsockname()).to_wit()
-        except OSError as e:
-            raise fail(e) from None
+        return os_address_to_wit(self.sock.getsockname)
 
     def remote_address(self) -> Any:
         if self.remote is None:
             raise Err("invalid-state")
-        try:
-            return socket_address_from_os(self.sock.getpeername()).to_wit()
-        except OSError as e:
-            raise fail(e) from None
+        return os_address_to_wit(self.sock.getpeername)
 
     def address_family(self) -> str:
         return self.family
