@@ -48,9 +48,9 @@ CLOCK_LOOP = r"""
 )
 """
 
-# A guest draining a byte source in 64 KiB blocking-read calls, WASI-shaped (borrow self, result of
-# list<u8> or a stream-error variant); `drain` returns the number of bytes read.
-DRAIN = r"""
+# Two guests over one WASI-shaped byte source (borrow self, a result of list<u8> or a
+# stream-error variant); they differ only in the core function they export.
+SOURCE_GUEST = r"""
 (component
   (type $src-t (instance
     (export "input-stream" (type $is (sub resource)))
@@ -78,7 +78,13 @@ DRAIN = r"""
     (import "h" "open" (func $open (result i32)))
     (import "h" "drop" (func $drop (param i32)))
     (import "libc" "memory" (memory 2))
-    (func (export "drain") (result i64) (local $h i32) (local $total i64)
+{body}  (core instance $i (instantiate $m (with "libc" (instance $libc))
+    (with "h" (instance (export "read" (func $read-c)) (export "open" (func $open-c)) (export "drop" (func $drop-c))))))
+{lift})
+"""
+
+# A guest draining the source in 64 KiB blocking-read calls; `drain` returns the number of bytes read.
+DRAIN = SOURCE_GUEST.replace("{body}", r"""    (func (export "drain") (result i64) (local $h i32) (local $total i64)
       (local.set $h (call $open))
       (block $done (loop $l
         (call $read (local.get $h) (i64.const 65536) (i32.const 16))
@@ -87,43 +93,12 @@ DRAIN = r"""
         (br $l)))
       (call $drop (local.get $h))
       (local.get $total)))
-  (core instance $i (instantiate $m (with "libc" (instance $libc))
-    (with "h" (instance (export "read" (func $read-c)) (export "open" (func $open-c)) (export "drop" (func $drop-c))))))
-  (func (export "drain") (result u64) (canon lift (core func $i "drain")))
-)
-"""
+""").replace("{lift}", r"""  (func (export "drain") (result u64) (canon lift (core func $i "drain")))
+""")
 
 # A WASI-shaped call in a loop: `[method]input-stream.blocking-read` of 0 bytes on a borrowed handle,
 # its result<list<u8>, stream-error> returned through memory. What a real guest pays per stream call.
-READ0_LOOP = r"""
-(component
-  (type $src-t (instance
-    (export "input-stream" (type $is (sub resource)))
-    (type $se (variant (case "last-operation-failed" string) (case "closed")))
-    (export "stream-error" (type $se2 (eq $se)))
-    (type $r (result (list u8) (error $se2)))
-    (export "[method]input-stream.blocking-read" (func (param "self" (borrow $is)) (param "len" u64) (result $r)))
-    (export "open" (func (result (own $is))))
-  ))
-  (import "bench:io/source" (instance $src (type $src-t)))
-  (alias export $src "input-stream" (type $input-stream))
-  (alias export $src "[method]input-stream.blocking-read" (func $read))
-  (alias export $src "open" (func $open))
-  (core module $libc
-    (memory (export "memory") 2)
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024)))
-  (core instance $libc (instantiate $libc))
-  (alias core export $libc "memory" (core memory $mem))
-  (alias core export $libc "realloc" (core func $realloc))
-  (core func $read-c (canon lower (func $read) (memory $mem) (realloc $realloc)))
-  (core func $open-c (canon lower (func $open)))
-  (core func $drop-c (canon resource.drop $input-stream))
-  (core module $m
-    (import "h" "read" (func $read (param i32 i64 i32)))
-    (import "h" "open" (func $open (result i32)))
-    (import "h" "drop" (func $drop (param i32)))
-    (import "libc" "memory" (memory 2))
-    (func (export "spin") (param $n i32) (result i64) (local $h i32) (local $acc i64)
+READ0_LOOP = SOURCE_GUEST.replace("{body}", r"""    (func (export "spin") (param $n i32) (result i64) (local $h i32) (local $acc i64)
       (local.set $h (call $open))
       (block $done (loop $l
         (br_if $done (i32.eqz (local.get $n)))
@@ -133,11 +108,8 @@ READ0_LOOP = r"""
         (br $l)))
       (call $drop (local.get $h))
       (local.get $acc)))
-  (core instance $i (instantiate $m (with "libc" (instance $libc))
-    (with "h" (instance (export "read" (func $read-c)) (export "open" (func $open-c)) (export "drop" (func $drop-c))))))
-  (func (export "spin") (param "n" u32) (result u64) (canon lift (core func $i "spin")))
-)
-"""
+""").replace("{lift}", r"""  (func (export "spin") (param "n" u32) (result u64) (canon lift (core func $i "spin")))
+""")
 
 # The same loop as a WASI 0.2 command reading stdin, for `wasitls run` and `wasmtime run`.
 STDIN_COMMAND = r"""
