@@ -1,4 +1,4 @@
-"""What a host serves: every host interface class of `wasitls.wasi` and `wasitls.wasitls_tls`.
+"""What a host serves: every host interface class of `wasitls.wasi`, `wasitls.wasitls_tls` and `wasitls.http`.
 
 Importing all of their modules (TLS and OpenSSL included) costs ~30 ms at each start, most of it for
 interfaces a guest never imports. `interface_table` lists the classes (module, class name, WIT names)
@@ -17,7 +17,7 @@ from .component.host import HostInterface
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the packages whose `interfaces()` list what we serve, and the source trees the list depends on
-_PACKAGES = ("wasi", "wasitls_tls")
+_PACKAGES = ("wasi", "wasitls_tls", "http")
 
 
 def all_interfaces() -> list[type[HostInterface]]:
