@@ -44,6 +44,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--identity", action="append", default=[], metavar="NAME=KEY.pem,CERT.pem[,PASSFILE]",
                    help="a private identity the host holds for the guest (wasitls:tls/identities; the key never "
                         "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
+    p.add_argument("--http-client-identity", action="append", default=[], metavar="HOST=NAME",
+                   help="wasi:http requests to HOST over HTTPS present the --identity NAME as their client "
+                        "certificate ('*' for every host); repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
             ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
             tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
-            cache=not ns.no_cache, progress=_progress,
+            cache=not ns.no_cache, progress=_progress, http_client_identities=ns.http_client_identity,
         )
         status = host.run(ns.component, ns.args)
         if argv is None:  # run as the program: leave without tearing the interpreter down

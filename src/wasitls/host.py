@@ -52,6 +52,20 @@ def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _parse_http_client_identities(specs: Mapping[str, str] | Iterable[str], identities: Any) -> dict[str, str]:
+    """--http-client-identity HOST=NAME: host (lowercase, '*' for any) -> the --identity NAME."""
+    pairs = list(specs.items()) if isinstance(specs, Mapping) else [s.partition("=")[::2] for s in specs]
+    known = set(identities) if isinstance(identities, Mapping) else {i.partition("=")[0] for i in identities}
+    out = {}
+    for host, name in pairs:
+        if not host or not name:
+            raise HostError(f"--http-client-identity {host}={name}: expected HOST=NAME")
+        if name not in known:
+            raise HostError(f"--http-client-identity {host}={name}: no --identity named {name!r}")
+        out[host.lower()] = name
+    return out
+
+
 class Host:
     """A configured host. Each `run` starts a fresh guest with the same capabilities."""
 
@@ -73,6 +87,7 @@ class Host:
         stdout: int | BinaryIO | None = None,
         stderr: int | BinaryIO | None = None,
         progress: Callable[[str], None] | None = None,
+        http_client_identities: Mapping[str, str] | Iterable[str] = (),
     ):
         try:
             self.policy = Policy.build(allow_net=list(allow_net), allow_listen=list(allow_listen), dirs=list(dirs))
@@ -89,6 +104,7 @@ class Host:
             "client_ca_file": None if client_ca_file is None else str(client_ca_file),
         }
         self._tls_config: Any = None
+        self.http_settings = {"client_identities": _parse_http_client_identities(http_client_identities, identities)}
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.progress = progress
 
@@ -105,6 +121,7 @@ class Host:
 
     def _ctx(self, argv: list[str]) -> WasiCtx:
         ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy, tls=self._tls())
+        ctx.extras["http:settings"] = self.http_settings
         if self.stdin is None:
             ctx.stdin = FdSource(0)
             ctx.stdin_tty = os.isatty(0)

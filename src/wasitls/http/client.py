@@ -120,9 +120,13 @@ class H1Channel:
         h = self.conn.h11
         got = False
         while True:
+            before = h.their_state
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as e:
+                if self.stream.eof:  # the server closed the connection before the response ended
+                    case = "connection-terminated" if before is h11.SEND_RESPONSE else "HTTP-response-incomplete"
+                    raise HttpError(Variant(case), str(e)) from None
                 raise HttpError(Variant("HTTP-protocol-error"), f"invalid response: {e}") from None
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return got
@@ -137,7 +141,9 @@ class H1Channel:
                 events.append(("end", list(event.headers.raw_items())))
                 return True
             elif isinstance(event, h11.ConnectionClosed):
-                raise HttpError(Variant("HTTP-response-incomplete"), "the server closed the connection early")
+                # closed before any response: the connection ended; inside a response: it is incomplete
+                case = "connection-terminated" if before is h11.SEND_RESPONSE else "HTTP-response-incomplete"
+                raise HttpError(Variant(case), "the server closed the connection early")
 
     def consumed(self, n: int) -> None:
         pass
@@ -257,6 +263,22 @@ class H2Connection:
         self.stream.close()
 
 
+class _h2_errors:
+    """h2's exceptions as error-codes: a stream the server closed early, a request h2 finds invalid."""
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, e: Any, tb: Any) -> bool:
+        import h2.exceptions
+
+        if isinstance(e, h2.exceptions.StreamClosedError):
+            raise HttpError(Variant("connection-terminated"), "the server closed the HTTP/2 stream") from None
+        if isinstance(e, h2.exceptions.ProtocolError):
+            raise HttpError(Variant("HTTP-request-denied"), f"HTTP/2: {e}") from None
+        return False
+
+
 class H2Channel:
     def __init__(self, conn: H2Connection, stream_id: int):
         self.conn = conn
@@ -271,7 +293,8 @@ class H2Channel:
         headers += [(n.lower(), v) for n, v in head.headers]
         if content_length is not None and head.header(b"content-length") is None and has_body:
             headers.append((b"content-length", str(content_length).encode()))
-        self.conn.h2.send_headers(self.stream_id, headers, end_stream=not has_body)
+        with _h2_errors():
+            self.conn.h2.send_headers(self.stream_id, headers, end_stream=not has_body)
         self.ended_send = not has_body
         self.conn.flush()
 
@@ -285,16 +308,18 @@ class H2Channel:
         return min(window, self.conn.h2.max_outbound_frame_size)
 
     def send_data(self, data: bytes) -> None:
-        self.conn.h2.send_data(self.stream_id, data)
+        with _h2_errors():
+            self.conn.h2.send_data(self.stream_id, data)
         self.conn.flush()
 
     def send_end(self, trailers: list[tuple[bytes, bytes]]) -> None:
         if self.ended_send:
             return
-        if trailers:
-            self.conn.h2.send_headers(self.stream_id, [(n.lower(), v) for n, v in trailers], end_stream=True)
-        else:
-            self.conn.h2.end_stream(self.stream_id)
+        with _h2_errors():
+            if trailers:
+                self.conn.h2.send_headers(self.stream_id, [(n.lower(), v) for n, v in trailers], end_stream=True)
+            else:
+                self.conn.h2.end_stream(self.stream_id)
         self.ended_send = True
         self.conn.flush()
 
