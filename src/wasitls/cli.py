@@ -29,6 +29,13 @@ def _exit_now(status: int) -> None:
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a WASI 0.2 command component",
                        usage="wasitls run [OPTIONS] COMPONENT [ARGS...]")
+    _add_guest_options(p)
+    p.add_argument("component", metavar="COMPONENT")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+
+def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
+    """What a guest may reach and the host's TLS: the same for `run` and `serve`."""
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
                    help="preopen a directory (GUEST_DIR defaults to HOST_DIR); repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -53,8 +60,6 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="component engine: our own runtime (fast) or wasmtime-py's component API (reference)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
                                                            "(also: WASITLS_NO_CACHE=1)")
-    p.add_argument("component", metavar="COMPONENT")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
 
 def _fill_closed_std_fds() -> None:
@@ -81,17 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     _run_parser(sub)
     demo = sub.add_parser("demo", help="offline demo: a guest fetches a page over host TLS from a local server")
     demo.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE))
+    from .http.serve_cli import add_parser as _serve_parser
+    _serve_parser(sub, _add_guest_options)
     ns = parser.parse_args(argv)
+
+    def make_host(**extra: object) -> Host:
+        return Host(
+            dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
+            ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
+            tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
+            cache=not ns.no_cache, progress=_progress, http_client_identities=ns.http_client_identity, **extra,
+        )
+
     try:
         if ns.command == "demo":
             from .demo import run_demo
             return run_demo(engine=ns.engine, progress=_progress)
-        host = Host(
-            dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
-            ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
-            tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
-            cache=not ns.no_cache, progress=_progress, http_client_identities=ns.http_client_identity,
-        )
+        if ns.command == "serve":
+            from .http.serve import run_serve
+            return run_serve(ns, make_host, _progress)
+        host = make_host()
         status = host.run(ns.component, ns.args)
         if argv is None:  # run as the program: leave without tearing the interpreter down
             _exit_now(status)

@@ -366,6 +366,7 @@ class OutgoingResponse:
         self._status = 200
         self._headers = headers
         self.outgoing_body: OutgoingBody | None = None
+        self.target: Any = None  # the server's writer, once the response is set: a later body() attaches to it
 
     def status_code(self) -> int:
         return self._status
@@ -382,6 +383,8 @@ class OutgoingResponse:
         if self.outgoing_body is not None:
             raise Err(None)
         self.outgoing_body = OutgoingBody()
+        if self.target is not None:
+            self.outgoing_body.attach(self.target)
         return self.outgoing_body
 
 
