@@ -5,8 +5,8 @@
 
 One thread per connection, so a slow client (a slowloris trickling its headers) holds only its own
 thread, and is cut off at --header-timeout. Requests run in at most --max-concurrent guest instances
-at a time; an instance serves one request at a time and is reused, unless it trapped (the client then
-gets a 500 and a fresh instance takes its place). SIGTERM stops accepting, lets requests in flight
+at a time, each request in a fresh instance as on `wasmtime serve` (--reuse-instances keeps them for the
+next request, unless one trapped); a trap gives the client a 500 and the server goes on. SIGTERM stops accepting, lets requests in flight
 finish (up to --grace seconds), then exits. --workers N runs N such processes on one port
 (SO_REUSEPORT), the kernel spreading connections among them.
 
@@ -93,10 +93,13 @@ def block_until(predicate: Any, wait: Any, deadline: float | None) -> None:
 class Handlers:
     """Instances of the handler component: at most `limit` handling requests at once."""
 
-    def __init__(self, host: Any, loaded: Any, interface: str, limit: int):
+    def __init__(self, host: Any, loaded: Any, interface: str, limit: int, reuse: bool = False):
         self.host = host
         self.loaded = loaded
         self.interface = interface
+        # as wasmtime serve: a fresh instance per request, unless the guest is known to allow reuse
+        # (StarlingMonkey's fetch event, for one, answers once per instance)
+        self.reuse = reuse
         self.slots = threading.BoundedSemaphore(limit)
         self.idle: list[tuple[Any, Any]] = []
         self.lock = threading.Lock()
@@ -120,8 +123,9 @@ class Handlers:
                 pair = self._new()
             instance, _ = pair
             instance.call(self.interface, "handle", request, outparam)  # a trap raises: the pair is dropped
-            with self.lock:
-                self.idle.append(pair)
+            if self.reuse:
+                with self.lock:
+                    self.idle.append(pair)
 
     def warm(self) -> None:
         """Instantiate one now, so a component that cannot start fails before the port opens."""
@@ -673,7 +677,7 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
         raise HostError("--client-ca-file needs TLS: give an --identity for the server")
     options = ServeOptions(addr=ns.addr, max_concurrent=ns.max_concurrent, header_timeout=ns.header_timeout,
                            idle_timeout=ns.idle_timeout, grace=ns.grace)
-    handlers = Handlers(host, loaded, interface, options.max_concurrent)
+    handlers = Handlers(host, loaded, interface, options.max_concurrent, reuse=ns.reuse_instances)
     handlers.warm()
     server = Server(options, handlers, tls, _access_log(ns.access_log))
     try:

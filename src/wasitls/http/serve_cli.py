@@ -21,6 +21,8 @@ def add_parser(sub: Any, add_guest_options: Any) -> None:
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM, how long requests in flight may take to finish (30)")
     p.add_argument("--access-log", default="-", metavar="FILE", help="one line per request ('-': stderr, the default)")
+    p.add_argument("--reuse-instances", action="store_true",
+                   help="let an instance handle the next request too (faster; only for guests that allow it)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
     add_guest_options(p, serve=True)
     p.add_argument("component", metavar="COMPONENT")
