@@ -92,6 +92,7 @@ class IncomingHandler(exports.IncomingHandler):
             types.OutgoingBody.finish(out_body, None)
         elif path.startswith("/sleep/"):
             ms = int(path.split("/")[2])
+            print(f"sleeping {ms} ms", flush=True)
             poll.poll([monotonic_clock.subscribe_duration(ms * 1_000_000)])
             respond(response_out, 200, f"slept {ms} ms\n".encode())
         elif path == "/client-cert":
