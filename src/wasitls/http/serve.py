@@ -18,6 +18,7 @@ or `client-cert-chain` header a client sends itself.
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ from .transport import OUT_LIMIT, ByteStream, HttpError
 from .types import Fields, IncomingRequest, OutgoingResponse, ResponseOutparam, method_from_bytes
 
 CLIENT_CERT_HEADERS = (b"client-cert", b"client-cert-chain")
+SPARE_INSTANCES = 2  # fresh instances kept ready when each request gets its own
 SERVER_NAME = b"wasitls"
 
 
@@ -103,6 +105,7 @@ class Handlers:
         self.slots = threading.BoundedSemaphore(limit)
         self.idle: list[tuple[Any, Any]] = []
         self.lock = threading.Lock()
+        self.wanted = threading.Event()
 
     def _new(self) -> tuple[Any, Any]:
         from ..component.engine import ComponentError
@@ -114,13 +117,35 @@ class Handlers:
         except ComponentError as e:  # unserved imports, a link failure
             raise HostError(str(e)) from None
 
+    def _take(self) -> tuple[Any, Any]:
+        with self.lock:
+            pair = self.idle.pop() if self.idle else None
+        if not self.reuse:
+            self.wanted.set()  # the spare maker makes the next one while this request runs
+        return pair if pair is not None else self._new()
+
+    def _make_spares(self) -> None:
+        """Fresh instances ahead of the requests that will take them (instantiating takes milliseconds)."""
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            while len(self.idle) < SPARE_INSTANCES:
+                try:
+                    pair = self._new()
+                except Exception:  # the request thread will meet the same error and report it
+                    break
+                with self.lock:
+                    self.idle.append(pair)
+
+    def start_spares(self) -> None:
+        if not self.reuse:
+            threading.Thread(target=self._make_spares, name="wasitls spare instances", daemon=True).start()
+            self.wanted.set()
+
     def handle(self, request: IncomingRequest, outparam: ResponseOutparam) -> None:
         """Runs the guest's handle; raises GuestTrap after a trap (the instance is then discarded)."""
         with self.slots:
-            with self.lock:
-                pair = self.idle.pop() if self.idle else None
-            if pair is None:
-                pair = self._new()
+            pair = self._take()
             instance, _ = pair
             instance.call(self.interface, "handle", request, outparam)  # a trap raises: the pair is dropped
             if self.reuse:
@@ -679,6 +704,8 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
                            idle_timeout=ns.idle_timeout, grace=ns.grace)
     handlers = Handlers(host, loaded, interface, options.max_concurrent, reuse=ns.reuse_instances)
     handlers.warm()
+    handlers.start_spares()
+    gc.freeze()  # the loaded component and host code live as long as the server: keep them out of GC passes
     server = Server(options, handlers, tls, _access_log(ns.access_log))
     try:
         listener = server.bind()
