@@ -5,6 +5,7 @@ with the host's TLS, trust, identities and policy; beside `wasmtime run -S http`
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 
@@ -222,3 +223,20 @@ def test_client_certificate_per_destination(py_client, nginx, pki):
     assert out.startswith("status 400 ")  # the identity is only for the host it is given for
     code, out, err = wasitls(py_client, "get", url, options=base + ["--http-client-identity", "localhost=nope"])
     assert code == 2 and "no --identity named 'nope'" in err and "Traceback" not in err
+
+
+def test_py_client_tls_alert_received(py_client, pki):
+    # a TLS 1.3 server that requires a client certificate: the client's handshake ends before the
+    # server's verdict, which then arrives as an alert where the response was expected
+    context = server_context(pki)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(pki.ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    server = PythonServer(context)
+    try:
+        code, out, err = wasitls(py_client, "get", f"https://localhost:{server.port}/",
+                                 options=["--allow-net", "localhost", "--ca-file", str(pki.ca_pem)])
+    finally:
+        server.close()
+    assert code == 0, err
+    assert out == "error ErrorCode_TlsAlertReceived alert_id=116,alert_message='certificate required'\n"

@@ -319,12 +319,12 @@ class RequestBody:
         return self.source.wait()
 
     def trailers_ready(self) -> bool:
+        """The body read to its end (what the guest left is discarded): the trailers are known."""
         while not self.done and self.error is None:
             self.buffer.clear()
-            before = self.source.progress_marker()
             self._fill()
-            if not self.buffer and self.source.progress_marker() == before and not self.done:
-                return False
+            if not self.buffer and not self.done and self.error is None:
+                return False  # nothing more has arrived yet
         return True
 
     def trailers(self) -> tuple[list | None, Variant | None]:
@@ -379,16 +379,12 @@ class H1RequestSource:
             if data == b"":
                 return b""
             self.conn.receive_data(data or b"")
-            self.received += 0
 
     def readable(self) -> bool:
         return self.stream.readable()
 
     def wait(self) -> Wait:
         return self.stream.wait(for_input=True)
-
-    def progress_marker(self) -> int:
-        return self.received + len(self.trailer_fields)
 
     def trailers(self) -> list:
         return self.trailer_fields
@@ -537,8 +533,6 @@ class Server:
                     start: float) -> bool:
         headers = [(n, v) for n, v in req.headers.raw_items() if n.lower() not in CLIENT_CERT_HEADERS]
         authority = next((v.decode("latin-1") for n, v in headers if n.lower() == b"host"), None)
-        if self.stopping.is_set():
-            headers = headers  # the response says connection: close (below)
         exchange = H1Exchange(stream, conn)
         source = H1RequestSource(conn, stream)
         body = RequestBody(source)

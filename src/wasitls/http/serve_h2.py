@@ -123,9 +123,6 @@ class H2RequestSource:
     def wait(self) -> Any:
         return self.server.stream.wait(for_input=True)
 
-    def progress_marker(self) -> int:
-        return self.record.received + len(self.record.data)
-
     def trailers(self) -> list:
         return self.record.trailers
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno as E
 import ipaddress
+import select
 import socket
 import time
 from typing import Any, Callable, NamedTuple
@@ -238,7 +239,6 @@ class Dial:
         if self.done is not None:
             return self.done
         if self.tls is None:
-            import select
             poller = select.poll()
             poller.register(self.sock.fileno(), select.POLLOUT)
             if not poller.poll(0):

@@ -397,7 +397,7 @@ class OutgoingBody:
         self.written = 0
         self.stream_taken = False
         self.stream_open = False
-        self.finished: tuple[list, None] | None = None  # finish() before a target: (trailers,)
+        self.finished_trailers: list | None = None  # finish() came before a target was attached
         self.done = False
 
     def write(self) -> OutputStream:
@@ -411,8 +411,8 @@ class OutgoingBody:
         if self.held:
             target.write(bytes(self.held))
             self.held.clear()
-        if self.finished is not None:
-            target.finish(self.finished[0])
+        if self.finished_trailers is not None:
+            target.finish(self.finished_trailers)
         elif self.done:
             target.abandon()
 
@@ -586,7 +586,7 @@ class Types(HostInterface):
         this.done = True
         wire = [] if trailers is None else trailers.wire()
         if this.target is None:
-            this.finished = (wire, None)
+            this.finished_trailers = wire
             return
         try:
             this.target.finish(wire)
