@@ -240,3 +240,20 @@ def test_py_client_tls_alert_received(py_client, pki):
         server.close()
     assert code == 0, err
     assert out == "error ErrorCode_TlsAlertReceived alert_id=116,alert_message='certificate required'\n"
+
+
+def test_requests_in_a_python_guest(build_guest, tls, pki):
+    pytest.importorskip("wasi_http_adapter", reason="pip install requests-wasi-http (bundled into the guest)")
+    wasm = build_guest("http_py_requests")
+    base = f"https://localhost:{tls.port}"
+    code, out, err = wasitls(wasm, "get", f"{base}/pattern/{3 << 20}", "post", f"{base}/echo", "300000",
+                             "get", f"{base}/redirect", "get", f"https://127.0.0.1:{tls.port}/",
+                             options=["--allow-net", "localhost", "--allow-net", "127.0.0.1", "--ca-file",
+                                      str(pki.ca_pem)])
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"get 200 application/octet-stream {3 << 20} {pattern_digest(3 << 20)} history=[]",
+        f"post 200 received 300000 {pattern_digest(300000)}",
+        f"get 200 application/octet-stream 1000 {pattern_digest(1000)} history=[302]",  # requests follows it
+        "error ConnectionError",  # the certificate does not name 127.0.0.1
+    ]
