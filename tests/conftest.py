@@ -44,3 +44,12 @@ def _fast_engine():
     from wasitls_tls_helpers import need_fast_engine
 
     need_fast_engine()
+
+
+@pytest.fixture
+def close_guest_sockets():
+    """What the host does when a guest exits: close every socket it still has (guests of tests/sockets_helpers.py)."""
+    yield
+    from sockets_helpers import close_guests
+
+    close_guests()
