@@ -21,9 +21,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISLNK, S_ISREG
 import struct
 from contextlib import contextmanager
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any, Iterator
 
 from ... import libc, sandbox
