@@ -915,19 +915,8 @@ def test_udp_ephemeral_bind_needs_some_network():
 class AllowAll:
     """wasmtime's -S inherit-network: every address may be reached and bound."""
 
-    def may_connect(self, ip, port):
+    def check(self, use, address):
         return True
-
-    def may_bind(self, ip, port):
-        return True
-
-    def may_lookup(self, name):
-        return True
-
-    def may_bind_ephemeral_udp(self):
-        return True
-
-    has_network = True
 
 
 def inherit_network() -> SimpleNamespace:
