@@ -160,7 +160,7 @@ BAD_NET = [
     "[::1", "[::1]:", "[::1]x", "a:b:c", "1.2.3.4:80:90", "[garbage]:80", "[1.2.3.4]:80",
     "bad name", " localhost", "localhost ", "local\thost", "local\x07host", "localhost:\x00",
     "localhost:", ":80", "localhost:http", "localhost:+80", "localhost: 80", "localhost:٨٠",
-    "localhost:0", "localhost:65536", "localhost:99999", "1.2.3.256", "127.1", "fe80::1%eth0",
+    "localhost:0", "localhost:65536", "localhost:99999", "1.2.3.256", "127.1", "0x7f", "0x7f.0x1", "fe80::1%eth0",
     "\u0000", "a/b", "ex ample.com:443", "xn--a.example:1" + "0" * 6,
 ]
 

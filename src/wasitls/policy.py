@@ -79,6 +79,7 @@ class Preopen(FrozenRecord):
 
 # -- parsing the options ---------------------------------------------------------------------------
 
+_NUMBER = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)\Z")  # what inet_aton and the URL standard read as a number
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")  # one DNS label (underscores as seen in SRV-style names)
 
 
@@ -111,7 +112,7 @@ def _host(text: str, option: str, spec: str) -> str | IPAddress:
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         raise PolicyError(f"{option} {spec!r}: {text!r} is not a valid host name")
-    if labels[-1].isdigit():  # a numeric last label is an IPv4 address, and this is not a valid one
+    if _NUMBER.match(labels[-1]):  # a numeric last label makes an IPv4 address (inet_aton's), not a valid one
         raise PolicyError(f"{option} {spec!r}: {text!r} is not a valid IPv4 address")
     return name
 
