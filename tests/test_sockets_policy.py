@@ -3,11 +3,10 @@ lookups (F11), and an embedder's own policy deciding per connection for a real g
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import resource
+import select
 import socket
-import struct
 import time
 from types import SimpleNamespace
 
@@ -150,9 +149,12 @@ def test_lookups_in_progress_are_bounded():
     over = g.lookup.resolve_addresses(g.network, "localhost")
     assert resolve_error(over) == "temporary-resolver-failure"
     assert open_fds() == before + 2 * MAX_LOOKUPS  # one pipe each, none for the refused one
-    started.pop().drop()
+    finished = started.pop()
+    # wait for its thread to end (its pipe turns readable) without the guest seeing it: the drop frees the slot
+    assert select.select(finished.wait_on().read_fds, [], [], TIMEOUT)[0]
+    finished.drop()
     again = g.lookup.resolve_addresses(g.network, "localhost")
-    assert resolve_error(again) is None  # a slot came back with the drop
+    assert resolve_error(again) is None
     for stream in started:  # a finished lookup gives its pipe back once the guest sees it done
         assert resolve_error(stream) is None
     assert open_fds() == before
