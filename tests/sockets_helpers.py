@@ -173,19 +173,8 @@ def free_port(family: str) -> int:
 class AllowAll:
     """wasmtime's -S inherit-network: every address may be reached and bound."""
 
-    def may_connect(self, ip, port):
+    def check(self, use, address):
         return True
-
-    def may_bind(self, ip, port):
-        return True
-
-    def may_lookup(self, name):
-        return True
-
-    def may_bind_ephemeral_udp(self):
-        return True
-
-    has_network = True
 
 
 def inherit_network() -> SimpleNamespace:
