@@ -169,9 +169,9 @@ class TlsConnection:
         self.error: str | None = None
         self.output_closed = False
         self.ended: str | None = None
-        # The one plaintext buffer: [_start:_end] is decrypted and not yet handed out.
+        # The one plaintext buffer: [_held_start:_held_stop] is decrypted and not yet handed out.
         self._buffer = bytearray()
-        self._start = self._end = 0
+        self._held_start = self._held_stop = 0
         self._flushing = False
         # what the handshake's pauses brought, kept after the guest resumes past them
         self.server_identity_seen: Any = None  # client: the verified chain the server sent
@@ -325,12 +325,12 @@ class TlsConnection:
         limit = min(n, MAX_READ)
         if limit <= 0:
             return b""
-        if self._start == self._end:
+        if self._held_start == self._held_stop:
             self._decrypt(limit)
-        if self._start < self._end:
-            taken = min(limit, self._end - self._start)
-            view = memoryview(self._buffer)[self._start:self._start + taken]
-            self._start += taken
+        if self._held_start < self._held_stop:
+            taken = min(limit, self._held_stop - self._held_start)
+            view = memoryview(self._buffer)[self._held_start:self._held_start + taken]
+            self._held_start += taken
             self.wire.send()  # reading may have produced records to send (key updates)
             return view
         if self.failure is not None and not self.engine.handshake_complete:
@@ -354,14 +354,14 @@ class TlsConnection:
         return self._input_ready()
 
     def _input_ready(self) -> bool:
-        if self._start < self._end or self.peer_closed is not None or self.failure is not None:
+        if self._held_start < self._held_stop or self.peer_closed is not None or self.failure is not None:
             return True
         return self.engine.handshake_complete and isinstance(self._absorb_events(), tls_engine.PlaintextReady)
 
     def read_ahead(self) -> None:
         """Decrypt what has arrived into the read buffer (up to MAX_READ held): post-handshake
         messages (a client's certificate) may sit behind application data nobody has read yet."""
-        held = self._end - self._start
+        held = self._held_stop - self._held_start
         if held < MAX_READ:
             self._decrypt(MAX_READ - held)
 
@@ -371,24 +371,24 @@ class TlsConnection:
         engine = self.engine
         if not engine.handshake_complete or self.error is not None or self.peer_closed is not None:
             return
-        held = self._end - self._start
+        held = self._held_stop - self._held_start
         if held == 0:
-            self._start = self._end = 0
-        if len(self._buffer) - self._end < wanted:
+            self._held_start = self._held_stop = 0
+        if len(self._buffer) - self._held_stop < wanted:
             # a new buffer, never a resize: a view lent by the last read may still be alive
             grown = bytearray(max(held + wanted, len(self._buffer)))
-            grown[:held] = self._buffer[self._start:self._end]  # only when read_ahead holds some
-            self._buffer, self._start, self._end = grown, 0, held
+            grown[:held] = self._buffer[self._held_start:self._held_stop]  # only when read_ahead holds some
+            self._buffer, self._held_start, self._held_stop = grown, 0, held
         view = memoryview(self._buffer)
-        stop = self._end + wanted
-        self._end += engine.read_plaintext_into(view[self._end:stop])
-        while self._end < stop:  # raw reads bounded by what this read still wants
-            if not self.wire.receive(_raw_wanted(stop - self._end)):
+        stop = self._held_stop + wanted
+        self._held_stop += engine.read_plaintext_into(view[self._held_stop:stop])
+        while self._held_stop < stop:  # raw reads bounded by what this read still wants
+            if not self.wire.receive(_raw_wanted(stop - self._held_stop)):
                 break
-            more = engine.read_plaintext_into(view[self._end:stop])
+            more = engine.read_plaintext_into(view[self._held_stop:stop])
             if not more:
                 break
-            self._end += more
+            self._held_stop += more
         self._absorb_events()  # once per read: ends, failures and client identities the reads noticed
 
     def write_permit(self) -> int:
