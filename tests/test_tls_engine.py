@@ -1019,3 +1019,57 @@ def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
     source.ended = True
     with pytest.raises(StreamClosed):
         plain.read(1000)
+
+
+def test_a_read_after_a_readiness_check_takes_the_same_path(trust, ca):
+    """Polling first decrypts nothing aside: the read after it fills up to what was asked, as
+    without the poll, from the connection's one read buffer."""
+    from types import SimpleNamespace
+
+    from wasitls.tls_streams import TlsConnection
+
+    client, server = connected_pair(trust, ca.issue_cert("example.com"))
+    source = _MemorySource()
+    plain = TlsConnection(SimpleNamespace(trace=None), client, source, _NullSink()).plaintext_source()
+    assert not plain.poll_ready()  # nothing has arrived
+    payload = os.urandom(200000)
+    server.send_plaintext(payload)
+    source.data += server.data_to_send()
+    assert plain.poll_ready()
+    first = plain.read(len(payload))
+    assert bytes(first) == payload  # one read, though the poll came first
+
+
+def test_connections_still_open_when_the_guest_ends_are_traced(trust, ca, tmp_path):
+    from wasitls.lifetime import Lifetime
+    from wasitls.tls.config import build_tls_config
+    from wasitls.tls_streams import GuestTls
+
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    lines: list[str] = []
+    lifetime = Lifetime()
+    tls = GuestTls(build_tls_config(ca_file=str(ca_file), trace=lines.append), lifetime)
+    server = ServerEngine(config(trust), identities=[identity_of(ca.issue_cert("example.com"))],
+                          pause_on_client_hello=False)
+    source, sink = _MemorySource(), _CollectingSink()
+    conn = tls.client("example.com", source, sink)
+    for _ in range(10):  # the handshake over memory: our ciphertext to the server and back
+        conn.advance(conn.handshake_settled)
+        server.receive_data(bytes(sink.data))
+        sink.data.clear()
+        server.next_event()
+        source.data += server.data_to_send()
+    assert conn.facts() is not None and conn.facts().server_name == "example.com"
+    assert lines == []
+    lifetime.end()
+    assert len(lines) == 1 and "server=example.com" in lines[0]
+    assert lines[0].endswith("ended=still open when the guest exited")
+
+
+class _CollectingSink(_NullSink):
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data) -> None:
+        self.data += data
