@@ -65,9 +65,7 @@ class GuestTls:
         return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
 
     def server(self, raw_in: Any, raw_out: Any) -> "TlsConnection":
-        # Client certificates are checked against --client-ca-file, else the host's TLS trust.
-        engine = tls_engine.ServerEngine(self.settings.client_config, client_trust=self.settings.client_trust)
-        return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
+        return self._track(TlsConnection(self.settings, self.settings.server_engine(), raw_in, raw_out))
 
     def _track(self, conn: "TlsConnection") -> "TlsConnection":
         self.live.add(conn)

@@ -52,12 +52,20 @@ class TlsSettings:
         self.keylog = keylog
         self.identities = identities
         self.client_trust = client_trust
-        self.client_config = EngineConfig(trust, keylog=keylog)  # one OpenSSL context for every client
+        # the engines' config (one SSL_CTX per role) for every connection: clients and, despite
+        # the name, servers too
+        self.client_config = EngineConfig(trust, keylog=keylog)
 
     def client_engine(self, server_name: str, **options: Any) -> Any:
         from .engine import ClientEngine
 
         return ClientEngine(self.client_config, server_name, **options)
+
+    def server_engine(self) -> Any:
+        from .engine import ServerEngine
+
+        # Client certificates are checked against --client-ca-file, else the host's TLS trust.
+        return ServerEngine(self.client_config, client_trust=self.client_trust)
 
 
 class LazyTlsSettings(TlsSettings):
