@@ -94,7 +94,7 @@ class _Wire:
     """Moves bytes between the engine and the raw source and sink; never blocks, never interprets."""
 
     def __init__(self, engine: Any, raw_in: Any, raw_out: Any):
-        self.engine = engine
+        self._engine = engine
         self.raw_in = raw_in
         self.raw_out = raw_out
         self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
@@ -102,7 +102,7 @@ class _Wire:
         self.send_error: str | None = None
 
     def send(self) -> None:
-        data = self.engine.data_to_send()
+        data = self._engine.data_to_send()
         if data:
             self.outgoing += data
         sink = self.raw_out
@@ -132,15 +132,15 @@ class _Wire:
             data = self.raw_in.read(max_bytes)
         except StreamClosed:
             self.raw_eof = True
-            self.engine.receive_data(b"")
+            self._engine.receive_data(b"")
         except StreamFailed:
             self.raw_eof = True
-            self.engine.connection_reset()
+            self._engine.connection_reset()
         else:
             if not data:
                 return False
             # a raw source may lend a view of its buffer (TLS inside TLS): the engine takes bytes
-            self.engine.receive_data(data if isinstance(data, bytes) else bytes(data))
+            self._engine.receive_data(data if isinstance(data, bytes) else bytes(data))
         return True
 
     def wait(self, *, for_input: bool) -> Wait:
@@ -157,9 +157,9 @@ class TlsConnection:
 
     def __init__(self, settings: Any, engine: Any, raw_in: Any, raw_out: Any):
         self.settings = settings  # tls.config.TlsSettings
-        self.engine = engine
+        self._engine = engine
         self.role = "server" if isinstance(engine, tls_engine.ServerEngine) else "client"
-        self.wire = _Wire(engine, raw_in, raw_out)
+        self._wire = _Wire(engine, raw_in, raw_out)
         self.started = time.monotonic()
         self.handshake_seconds: float | None = None
         self.peer_closed: str | None = None  # None, or why the peer's side ended
@@ -183,7 +183,7 @@ class TlsConnection:
         """Takes the engine's events in; returns the one it stopped at: NeedData, PlaintextReady,
         None (paused until the caller acts), PeerClosed or Failed."""
         while True:
-            event = self.engine.next_event()
+            event = self._engine.next_event()
             if event is None or isinstance(event, (tls_engine.NeedData, tls_engine.PlaintextReady)):
                 return event
             if isinstance(event, tls_engine.HandshakeComplete):
@@ -209,13 +209,13 @@ class TlsConnection:
 
     @property
     def failure(self) -> str | None:
-        if self.error is None and self.wire.send_error is not None:
-            self._fail(self.wire.send_error)
+        if self.error is None and self._wire.send_error is not None:
+            self._fail(self._wire.send_error)
         return self.error
 
     def _pump(self, until: Callable[[], bool]) -> None:
         """One non-blocking round: send what is queued, read raw input until `until()` holds."""
-        wire = self.wire
+        wire = self._wire
         wire.send()
         while not until() and wire.receive(RECORD_SLACK):
             self._absorb_events()
@@ -230,31 +230,31 @@ class TlsConnection:
         self._pump(self.settled_or_paused if until is None else until)
 
     def settled_or_paused(self) -> bool:
-        return self.engine.paused is not None or self.handshake_settled()
+        return self._engine.paused is not None or self.handshake_settled()
 
     def handshake_settled(self) -> bool:
-        return self.engine.handshake_complete or self.failure is not None
+        return self._engine.handshake_complete or self.failure is not None
 
     @property
     def handshake_complete(self) -> bool:
-        return self.engine.handshake_complete
+        return self._engine.handshake_complete
 
     @property
     def paused_at(self) -> str | None:
         """The point the handshake is stopped at: "client-hello", "server-identity",
         "client-identity-request", or None."""
-        pause = self.engine.paused
+        pause = self._engine.paused
         return None if pause is None else _POINT_OF_PAUSE[type(pause)]
 
     @property
     def client_hello(self) -> Any:
         """Server: the ClientHello received (server_name, alpn_ids, cipher_suites), once it has come."""
-        return getattr(self.engine, "client_hello", None)
+        return getattr(self._engine, "client_hello", None)
 
     def go_on(self, client_identity: Any = None) -> None:
         """Resume past the point the handshake is stopped at; at "client-identity-request",
         `client_identity` (a tls.identity.PrivateIdentity or None) is the answer."""
-        point, engine = self.paused_at, self.engine
+        point, engine = self.paused_at, self._engine
         if point == "client-identity-request":
             engine.respond_client_identity(client_identity)
         elif point == "server-identity":
@@ -264,24 +264,24 @@ class TlsConnection:
 
     def stop_at_server_identity(self) -> None:
         """Client: stop once the server's chain is verified, until go_on() or abort()."""
-        self.engine.pause_on_verify = True
+        self._engine.pause_on_verify = True
 
     def stop_at_client_identity_request(self) -> None:
         """Client: stop at the server's CertificateRequest, until go_on(identity) or abort()."""
-        self.engine.pause_on_cert_request = True
+        self._engine.pause_on_cert_request = True
 
     def configure_alpn_ids(self, ids: list[bytes]) -> None:
         """ValueError for a bad id or once it is too late (client: started; server: past the ClientHello)."""
-        self._refusing_as_value_error(self.engine.configure_alpn_ids, ids)
+        self._refusing_as_value_error(self._engine.configure_alpn_ids, ids)
 
     def configure_server_identities(self, identities: list[Any]) -> None:
-        self._refusing_as_value_error(self.engine.configure_server_identities, identities)
+        self._refusing_as_value_error(self._engine.configure_server_identities, identities)
 
     def request_client_identity(self) -> None:
         """Server: ask for a client certificate, in the handshake or (TLS 1.3) after it; a new entry
         in client_identities answers. ValueError when the connection cannot ask now."""
-        self._refusing_as_value_error(self.engine.request_client_identity)
-        self.wire.send()
+        self._refusing_as_value_error(self._engine.request_client_identity)
+        self._wire.send()
 
     @staticmethod
     def _refusing_as_value_error(fn: Callable[..., None], *args: Any) -> None:
@@ -292,7 +292,7 @@ class TlsConnection:
 
     def abort(self) -> None:
         """Give up: an alert at a pause, close_notify once connected; when_sent() says when it left."""
-        self.engine.abort()
+        self._engine.abort()
         self._absorb_events()
 
     def when(self, until: Callable[[], bool]) -> "_Until":
@@ -304,12 +304,12 @@ class TlsConnection:
         return _Sent(self)
 
     def wait_for_input(self) -> Wait:
-        return self.wire.wait(for_input=True)
+        return self._wire.wait(for_input=True)
 
     # -- facts -------------------------------------------------------------------------------
     def facts(self) -> TlsFacts | None:
         """What was negotiated; None until the handshake has completed."""
-        e = self.engine
+        e = self._engine
         if not e.handshake_complete:
             return None
         return TlsFacts(e.protocol_version, e.protocol_name, e.cipher_suite, e.cipher_suite_name, e.alpn_id,
@@ -329,9 +329,9 @@ class TlsConnection:
             taken = min(limit, self._held_stop - self._held_start)
             view = memoryview(self._buffer)[self._held_start:self._held_start + taken]
             self._held_start += taken
-            self.wire.send()  # reading may have produced records to send (key updates)
+            self._wire.send()  # reading may have produced records to send (key updates)
             return view
-        if self.failure is not None and not self.engine.handshake_complete:
+        if self.failure is not None and not self._engine.handshake_complete:
             raise StreamFailed(self.failure)
         if self.peer_closed is not None:
             if self.peer_closed_clean:
@@ -342,7 +342,7 @@ class TlsConnection:
             raise StreamFailed(reason)
         if self.failure is not None:
             raise StreamFailed(self.failure)
-        self.wire.send()
+        self._wire.send()
         return b""
 
     def readable(self) -> bool:
@@ -354,7 +354,7 @@ class TlsConnection:
     def _input_ready(self) -> bool:
         if self._held_start < self._held_stop or self.peer_closed is not None or self.failure is not None:
             return True
-        return self.engine.handshake_complete and isinstance(self._absorb_events(), tls_engine.PlaintextReady)
+        return self._engine.handshake_complete and isinstance(self._absorb_events(), tls_engine.PlaintextReady)
 
     def read_ahead(self) -> None:
         """Decrypt what has arrived into the read buffer (up to MAX_READ held): post-handshake
@@ -366,7 +366,7 @@ class TlsConnection:
     def _decrypt(self, wanted: int) -> None:
         """Decrypts up to `wanted` more bytes after what the buffer holds, reading raw input only
         while the read is not full."""
-        engine = self.engine
+        engine = self._engine
         if not engine.handshake_complete or self.error is not None or self.peer_closed is not None:
             return
         held = self._held_stop - self._held_start
@@ -381,7 +381,7 @@ class TlsConnection:
         stop = self._held_stop + wanted
         self._held_stop += engine.read_plaintext_into(view[self._held_stop:stop])
         while self._held_stop < stop:  # raw reads bounded by what this read still wants
-            if not self.wire.receive(_raw_wanted(stop - self._held_stop)):
+            if not self._wire.receive(_raw_wanted(stop - self._held_stop)):
                 break
             more = engine.read_plaintext_into(view[self._held_stop:stop])
             if not more:
@@ -392,12 +392,12 @@ class TlsConnection:
     def write_permit(self) -> int:
         """Plaintext bytes write() takes now (0 while ciphertext waits or a flush is in progress);
         StreamFailed / StreamClosed once the connection or our side of it has ended."""
-        self.wire.send()
+        self._wire.send()
         if self.failure is not None:
             raise StreamFailed(self.failure)
         if self.output_closed:
             raise StreamClosed
-        queued = len(self.wire.outgoing)
+        queued = len(self._wire.outgoing)
         if self._flushing:
             if queued:
                 return 0
@@ -407,18 +407,18 @@ class TlsConnection:
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
-            taken = self.engine.send_plaintext(view)
+            taken = self._engine.send_plaintext(view)
             if not taken:
-                raise StreamFailed(self.engine.failure or "the TLS connection refused the data")
+                raise StreamFailed(self._engine.failure or "the TLS connection refused the data")
             view = view[taken:]
-        self.wire.send()
+        self._wire.send()
 
     def flush(self) -> None:
         self._flushing = True
-        self.wire.send()
+        self._wire.send()
 
     def wait_for_output(self) -> Wait:
-        return self.wire.wait(for_input=False)
+        return self._wire.wait(for_input=False)
 
     def plaintext_source(self) -> "PlainSource":
         return PlainSource(self)
@@ -431,8 +431,8 @@ class TlsConnection:
         if self.output_closed:
             return
         self.output_closed = True
-        self.engine.close()
-        wire = self.wire
+        self._engine.close()
+        wire = self._wire
         deadline = time.monotonic() + CLOSE_TIMEOUT
         wire.send()
         while wire.outgoing and self.failure is None and time.monotonic() < deadline:
@@ -454,7 +454,7 @@ class TlsConnection:
 
     def release(self) -> None:
         self._end(self._how_it_ended("dropped by the guest"))
-        self.engine.release()
+        self._engine.release()
 
     def _how_it_ended(self, otherwise: str) -> str:
         if self.error is not None:
@@ -475,7 +475,7 @@ class TlsConnection:
         trace = self.settings.trace
         if trace is None:
             return
-        e = self.engine
+        e = self._engine
         subject = issuer = "-"
         if e.handshake_complete and e.peer_identity is not None:
             subject, issuer = _names(e.peer_identity.export_x509_chain()[0])
@@ -524,14 +524,14 @@ class _Until:
 
 class _Sent:
     def __init__(self, conn: TlsConnection):
-        self.wire = conn.wire
+        self._wire = conn._wire
 
     def poll_ready(self) -> bool:
-        self.wire.send()
-        return not self.wire.outgoing or self.wire.send_error is not None
+        self._wire.send()
+        return not self._wire.outgoing or self._wire.send_error is not None
 
     def wait_on(self) -> Wait:
-        return Wait(also=(self.wire.raw_out,))
+        return Wait(also=(self._wire.raw_out,))
 
 
 class PlainSource:
@@ -587,6 +587,6 @@ class PlainSink:
         if not self.closed:
             self.closed = True
             conn = self.conn
-            if conn.close_notify_on_drop and conn.engine.handshake_complete and conn.failure is None:
+            if conn.close_notify_on_drop and conn._engine.handshake_complete and conn.failure is None:
                 conn.close_output()
             conn.unhold()
