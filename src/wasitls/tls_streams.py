@@ -9,7 +9,8 @@ wasi:http) makes its connections here and uses only this public API:
     TlsConnection
       handshake   configure_alpn_ids, configure_server_identities, stop_at_server_identity,
                   stop_at_client_identity_request, request_client_identity, paused_at, go_on,
-                  advance, abort, handshake_settled, when(predicate), when_sent()
+                  advance, abort, handshake_settled
+      readiness   when(predicate), when_sent() (poll sources), wait_for_input(), wait_for_output()
       data        read, readable, read_ahead, write, write_permit, flush, close_output,
                   plaintext_source(), plaintext_sink() (stream backends for wasi:io)
       facts       facts(), failure, peer_closed, server_identity_seen, client_identity_requested,
