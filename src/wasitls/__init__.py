@@ -4,14 +4,15 @@ Which package may import which (tests/test_layering.py checks every import again
 
     component/       the component runtime: imports nothing of wasitls but itself (knows nothing of
                      WASI or TLS)
-    records, policy, lifetime
-                     small shared modules: import only each other
+    records, policy, lifetime, libc, sandbox
+                     small shared modules: import only each other (sandbox: the path resolution
+                     beneath a preopen that every filesystem front end uses; libc: its ctypes calls)
     wasi/            WASI interfaces: component and the shared modules (nothing of TLS)
     tls/             the TLS core (engine, OpenSSL binding, trust, identities, settings): only itself
     tls_streams.py   the glue between the TLS core and byte streams: tls/, wasi.io, shared modules
     tls_interfaces/  the TLS interfaces we serve: everything above
-    host, served, cli, demo, guestbuild
-                     the front: anything
+    host, served, cli, demo, guestbuild, devtools
+                     the front: anything (devtools: helpers the tests and benches share)
 """
 
 # package (first name under wasitls) -> what it may import; "wasi.io" allows only that subpackage
@@ -20,12 +21,14 @@ IMPORT_RULE = {
     "records": [],
     "policy": ["records", "lifetime"],
     "lifetime": ["records"],
-    "wasi": ["component", "records", "policy", "lifetime"],
+    "libc": [],
+    "sandbox": ["libc"],
+    "wasi": ["component", "records", "policy", "lifetime", "libc", "sandbox"],
     "tls": [],
     "tls_streams": ["tls", "wasi.io", "records", "lifetime"],
     "tls_interfaces": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
     "served": ["component"],
-    "host": ["*"], "cli": ["*"], "demo": ["*"], "guestbuild": ["*"], "__main__": ["*"], "__init__": ["*"],
+    "host": ["*"], "cli": ["*"], "demo": ["*"], "guestbuild": ["*"], "devtools": ["*"], "__main__": ["*"], "__init__": ["*"],
 }
 
 from .host import Host, HostError  # noqa: E402
