@@ -37,14 +37,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
     """What a guest may reach and the host's TLS: the same for `run` and `serve`."""
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
-                   help="preopen a directory (GUEST_DIR defaults to HOST_DIR); repeatable")
+                   help="preopen a directory (GUEST_DIR defaults to HOST_DIR; HOST_DIR:: names it '' as wasmtime does); "
+                        "an empty HOST_DIR is refused; repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="set a guest environment variable (NAME alone: the host's value); repeatable")
     p.add_argument("--allow-net", action="append", default=[], metavar="HOST[:PORT]",
-                   help="allow TCP/UDP connections to HOST (any port if PORT is left out) and name lookups "
-                        "of HOST; repeatable; '*' allows every address")
+                   help="allow TCP/UDP connections to HOST (any port if PORT, 1-65535, is left out) and name lookups "
+                        "of HOST; HOST is a name, an IPv4 address, [IPv6] (bare IPv6 without a port) or '*' for "
+                        "every address; repeatable")
     p.add_argument("--allow-listen", action="append", default=[], metavar="[HOST:]PORT",
-                   help="allow bind/listen on that address; repeatable")
+                   help="allow bind/listen on that local address (any local address without HOST or with '*'); PORT "
+                        "0-65535, 0 for a port the OS picks; repeatable")
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file for TLS")
     p.add_argument("--client-ca-file", metavar="PEM",
                    help="trust these roots for client certificates a guest server receives")
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     _run_parser(sub)
     demo = sub.add_parser("demo", help="offline demo: a guest fetches a page over host TLS from a local server")
     demo.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE))
-    from .http.serve_cli import add_parser as _serve_parser
+    from .serve import add_parser as _serve_parser
     _serve_parser(sub, _add_guest_options)
     ns = parser.parse_args(argv)
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
             return run_demo(engine=ns.engine, progress=_progress)
         if ns.command == "serve":
-            from .http.serve import run_serve
+            from .serve import run_serve
             return run_serve(ns, make_host, _progress)
         host = make_host()
         status = host.run(ns.component, ns.args)

@@ -561,12 +561,10 @@ def _earliest(a: int | None, b: int | None) -> int | None:
 class HttpClient:
     """One guest's outgoing HTTP: its policy, TLS settings, client identities and connection pool."""
 
-    def __init__(self, policy: Any, tls_settings: Callable[[], Any], *, client_identities: dict[str, str] | None = None,
-                 on_tls: Callable[[Any], None] | None = None):
+    def __init__(self, policy: Any, guest_tls: Callable[[], Any], *, client_identities: dict[str, str] | None = None):
         self.policy = policy
-        self.tls_settings = tls_settings
+        self.guest_tls = guest_tls  # the guest's tls_streams.GuestTls, made on first use
         self.client_identities = client_identities or {}  # host -> identity name (--http-client-identity)
-        self.on_tls = on_tls
         self.idle: dict[Any, list[H1Connection]] = {}
         self.shared: dict[Any, H2Connection] = {}
 
@@ -574,8 +572,7 @@ class HttpClient:
         name = self.client_identities.get(host.lower()) or self.client_identities.get("*")
         if name is None:
             return None, None
-        identities = self.tls_settings().identities
-        return name, identities.get(name)
+        return name, self.guest_tls().settings.identities.get(name)
 
     def channel_for(self, exchange: ClientExchange) -> Any:
         origin = exchange.origin
@@ -594,9 +591,8 @@ class HttpClient:
                 if conn.stream.alive():
                     return conn.open_channel()
                 conn.close()
-            exchange.dial = Dial(self.policy, self.tls_settings, origin,
-                                 connect_timeout_ns=exchange.connect_timeout_ns, client_identity=identity,
-                                 on_tls=self.on_tls)
+            exchange.dial = Dial(self.policy, self.guest_tls, origin,
+                                 connect_timeout_ns=exchange.connect_timeout_ns, client_identity=identity)
         stream = exchange.dial.step()
         if stream is None:
             return None

@@ -13,27 +13,11 @@ from ..component.host import HostInterface
 from ..component.values import Err, Variant
 from ..wasi.io.poll import Wait
 from ..wasi.io.streams import StreamClosed, StreamFailed
-from .client import ClientExchange, HttpClient, RequestHead
+from .client import ClientExchange, RequestHead
+from .context import GuestHttp
 from .errors import HttpFailure
 from .transport import HttpError, Origin, parse_authority
 from .types import FutureIncomingResponse, OutgoingRequest, RequestOptions, method_to_bytes, scheme_to_str
-
-_CLIENT_KEY = "http:client"
-
-
-def guest_client(ctx: Any) -> HttpClient:
-    """The guest's one HTTP client (its pool), closed when the guest ends."""
-    client = ctx.extras.get(_CLIENT_KEY)
-    if client is None:
-        from ..tls.connection import track
-
-        settings = ctx.extras.get("http:settings") or {}
-        client = HttpClient(ctx.policy, lambda: ctx.tls, client_identities=settings.get("client_identities"),
-                            on_tls=lambda conn: track(ctx, conn))
-        ctx.extras[_CLIENT_KEY] = client
-        ctx.extras.setdefault("closers", []).append(client.close)
-    return client
-
 
 class RequestTarget:
     """The outgoing body's target for a request: the exchange's body side."""
@@ -118,8 +102,8 @@ class ResponseFeed:
 class OutgoingHandler(HostInterface):
     wit = "wasi:http/outgoing-handler@0.2.9"
 
-    def __init__(self, ctx: Any):
-        self.ctx = ctx
+    def __init__(self, http: GuestHttp):
+        self.http = http
 
     def handle(self, request: OutgoingRequest, options: RequestOptions | None) -> FutureIncomingResponse:
         scheme = scheme_to_str(request.scheme())
@@ -137,7 +121,7 @@ class OutgoingHandler(HostInterface):
                            authority, scheme, headers)
         body = request.outgoing_body
         timeouts = options or RequestOptions()
-        exchange = ClientExchange(guest_client(self.ctx), Origin(scheme, host.lower(), port), head,
+        exchange = ClientExchange(self.http.client, Origin(scheme, host.lower(), port), head,
                                   has_body_stream=body is not None,
                                   connect_timeout_ns=timeouts.connect_timeout(),
                                   first_byte_timeout_ns=timeouts.first_byte_timeout(),

@@ -2,7 +2,8 @@
 scheme asks for it, handed up as one byte stream. HTTP engines see only `ByteStream`; they never
 know whether TLS is under it.
 
-    Dial(...).step()     non-blocking: resolve, check the policy, connect, TLS handshake; a
+    Dial(...).step()     non-blocking: resolve, check the policy, connect, TLS handshake (through
+                         tls_streams, the glue every TLS front end uses); a
                          ByteStream when done, HttpError with the error-code when it failed
     ByteStream           send / recv / readiness over a source and sink (wasi/io/streams.py's
                          backend protocol): the TCP socket's, or the TLS connection's plaintext ones
@@ -17,10 +18,12 @@ import socket
 import time
 from typing import Any, Callable, NamedTuple
 
-from ..component.values import Variant
-from ..wasi.io.error import IoError
+from ..component.values import Err, Variant
+from ..policy import NetworkUse
 from ..wasi.io.poll import Wait
-from ..wasi.io.streams import InputStream, OutputStream, StreamClosed, StreamFailed
+from ..wasi.io.streams import StreamClosed, StreamFailed
+from ..wasi.sockets.ip_name_lookup import parse_host
+from ..wasi.sockets.network import SocketAddress
 from ..wasi.sockets.tcp import TcpSink, TcpSource
 from . import errors
 
@@ -130,14 +133,7 @@ class ByteStream:
             return
         self.closed = True
         if self.tls is not None:
-            try:
-                self.tls.engine.close()  # close_notify, sent if the socket takes it now
-                data = self.tls.engine.data_to_send()
-                if data:
-                    self.sock.send(data, getattr(socket, "MSG_DONTWAIT", 0))
-            except OSError:
-                pass
-            self.tls.release()
+            self.tls.release()  # HTTP frames its own messages: no close_notify to wait for
         try:
             self.sink.detach()
         except AttributeError:
@@ -178,15 +174,13 @@ def parse_authority(authority: str, scheme: str) -> tuple[str, int]:
 class Dial:
     """Connecting to an origin without blocking: resolve, policy, TCP connect, TLS handshake."""
 
-    def __init__(self, policy: Any, tls_settings: Callable[[], Any], origin: Origin, *,
-                 connect_timeout_ns: int | None, client_identity: Any = None, alpn: tuple[bytes, ...] = ALPN_IDS,
-                 on_tls: Callable[[Any], None] | None = None):
+    def __init__(self, policy: Any, guest_tls: Callable[[], Any], origin: Origin, *,
+                 connect_timeout_ns: int | None, client_identity: Any = None, alpn: tuple[bytes, ...] = ALPN_IDS):
         self.policy = policy
-        self.tls_settings = tls_settings
+        self.guest_tls = guest_tls  # the guest's tls_streams.GuestTls, made on the first HTTPS request
         self.origin = origin
         self.client_identity = client_identity
-        self.alpn = alpn
-        self.on_tls = on_tls
+        self.alpn = list(alpn)
         self.deadline_ns = None if connect_timeout_ns is None else time.monotonic_ns() + connect_timeout_ns
         self.sock: socket.socket | None = None
         self.addresses = self._resolve()
@@ -195,25 +189,25 @@ class Dial:
         self._connect_next()
 
     def _resolve(self) -> list[tuple[int, tuple]]:
-        host, port = self.origin.host, self.origin.port
+        """The addresses to try, those the policy lets the guest reach (as wasi:sockets would ask it)."""
+        port = self.origin.port
         try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            ip = None
-        if ip is None and not self.policy.may_lookup(host):
+            host = parse_host(self.origin.host)
+        except Err:
+            raise HttpError(Variant("HTTP-request-URI-invalid"), f"invalid host {self.origin.host!r}") from None
+        if not self.policy.check(NetworkUse.NAME_LOOKUP, str(host)):
             raise HttpError(Variant("destination-IP-prohibited"), f"--allow-net does not allow {host}")
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            infos = socket.getaddrinfo(str(host), port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         except socket.gaierror as e:
             raise HttpError(errors.from_gaierror(e), f"{host}: {e.strerror}") from None
         allowed = []
         for family, _, _, _, sockaddr in infos:
-            addr = ipaddress.ip_address(sockaddr[0].split("%")[0])
-            if self.policy.may_connect(addr, port):
+            addr = SocketAddress(ipaddress.ip_address(sockaddr[0].split("%")[0]), port)
+            if self.policy.check(NetworkUse.TCP_CONNECT, addr):
                 allowed.append((family, sockaddr))
         if not allowed:
-            raise HttpError(Variant("destination-IP-prohibited"),
-                            f"--allow-net does not allow {self.origin.host}:{port}")
+            raise HttpError(Variant("destination-IP-prohibited"), f"--allow-net does not allow {host}:{port}")
         return allowed
 
     def _connect_next(self) -> None:
@@ -266,33 +260,29 @@ class Dial:
             conn.release()
             self.sock.close()
             raise HttpError(errors.from_tls_failure(failure), f"TLS with {self.origin.host}: {failure}")
-        if not conn.engine.handshake_complete:
+        if not conn.handshake_complete:
             if self._timed_out():
                 self.abandon()
                 raise HttpError(Variant("connection-timeout"), f"TLS handshake with {self.origin} timed out")
             return None
-        alpn = conn.engine.alpn_id.decode() if conn.engine.alpn_id else None
-        self.done = ByteStream(conn.plaintext_source(), conn.plaintext_sink(), sock=self.sock, tls=conn, alpn=alpn)
+        alpn_id = conn.facts().alpn_id
+        self.done = ByteStream(conn.plaintext_source(), conn.plaintext_sink(), sock=self.sock, tls=conn,
+                               alpn=alpn_id.decode() if alpn_id else None)
         return self.done
 
     def _start_tls(self, source: TcpSource, sink: TcpSink) -> None:
-        from ..tls.connection import TlsConnection
-
-        settings = self.tls_settings()
         try:
-            conn = TlsConnection.client(settings, self.origin.host, InputStream(source), OutputStream(sink),
-                                        alpn_ids=self.alpn, client_identity=self.client_identity)
+            conn = self.guest_tls().client(self.origin.host, source, sink, alpn_ids=self.alpn,
+                                           client_identity=self.client_identity)
         except ValueError:
             raise HttpError(Variant("HTTP-request-URI-invalid"), f"invalid host name {self.origin.host!r}") from None
-        if self.on_tls is not None:
-            self.on_tls(conn)
         self.tls = conn
-        conn.start()
+        conn.advance(conn.handshake_settled)  # the ClientHello goes out now
 
     def wait_on(self) -> Wait:
         if self.tls is None:
             return Wait(write_fds=(self.sock.fileno(),), deadline_ns=self.deadline_ns)
-        w = self.tls.pump.wait(for_input=True)
+        w = self.tls.wait_for_input()
         return Wait(also=w.also, deadline_ns=self.deadline_ns)
 
     def abandon(self) -> None:

@@ -538,8 +538,8 @@ class Types(HostInterface):
         "future-incoming-response": FutureIncomingResponse,
     }
 
-    def __init__(self, ctx: Any = None):
-        self.ctx = ctx
+    def __init__(self, http: Any = None):
+        self.http = http  # the guest's GuestHttp (context.py); types need nothing of it
 
     def http_error_code(self, err: IoError) -> Variant | None:
         return getattr(err, "error_code", None)
