@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .component.engine import GuestTrap
+from .component.errors import GuestTrap
 from .host import DEFAULT_ENGINE, Host, HostError
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any, ClassVar, Union
 
-from .engine import ComponentError
+from .errors import ComponentError
 
 # -- definitions: tuples with named fields ------------------------------------------------------
 
@@ -21,7 +21,7 @@ from .engine import ComponentError
 class _Def(tuple):
     """A definition: a tuple whose fields are named by the class's annotations, like a NamedTuple,
     but ~10x cheaper to define (typing.NamedTuple cost ~3 ms of every start for these 40 classes).
-    Pickles the same way (the compile cache's index holds them), compares and hashes as a tuple."""
+    Compares and hashes as a tuple."""
 
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
@@ -399,10 +399,24 @@ def parse_component(wasm: bytes) -> Component:
     return _Parser(bytes(data)).component(8, len(wasm), 0, "")
 
 
+# How deep components, component and instance types, and core module types may nest inside one
+# another. Real components nest a few levels; the bound keeps every walk over definitions (this
+# parser, the instantiation, the compile-cache index) far from Python's recursion limit.
+MAX_NESTING = 100
+
+
 class _Parser:
     def __init__(self, data: bytes):
         self.data = data
         self.nested = 0
+        self.level = 0  # how many nested components and types enclose the current position
+
+    def enter(self, r: _Reader, at: int) -> None:
+        if self.level >= MAX_NESTING:
+            # without `r.where`: at this depth it would name a hundred enclosing components
+            raise Unsupported(f"unsupported component feature: components or types nested more than "
+                              f"{MAX_NESTING} deep (at byte offset {at:#x})")
+        self.level += 1
 
     def component(self, pos: int, end: int, depth: int, where: str) -> Component:
         comp = Component(offset=pos - 8, depth=depth)
@@ -433,7 +447,9 @@ class _Parser:
                     raise r.fail("nested component without a component header", start)
                 self.nested += 1
                 inner_where = f" (in nested component #{self.nested}){where}"
+                self.enter(r, start)
                 defs.append(self.component(start + 8, stop, depth + 1, inner_where))
+                self.level -= 1
                 r.pos = stop
             elif section_id == 5:
                 defs.extend(r.vec(lambda: self.instance(r)))
@@ -583,7 +599,10 @@ class _Parser:
         b = r.peek()
         if b == 0x50:
             r.byte()
-            return CoreModuleType(r.vec(lambda: self.core_moduledecl(r)))
+            self.enter(r, at)
+            t = CoreModuleType(r.vec(lambda: self.core_moduledecl(r)))
+            self.level -= 1
+            return t
         if b == 0x00:
             r.byte()
             if r.byte() != 0x50:
@@ -726,9 +745,15 @@ class _Parser:
                 raise r.fail(f"bad function result list {kind:#x}")
             return FuncTypeDef(params, result)
         if b == 0x41:
-            return ComponentTypeDef(r.vec(lambda: self.componentdecl(r)))
+            self.enter(r, at)
+            t = ComponentTypeDef(r.vec(lambda: self.componentdecl(r)))
+            self.level -= 1
+            return t
         if b == 0x42:
-            return InstanceTypeDef(r.vec(lambda: self.instancedecl(r)))
+            self.enter(r, at)
+            t = InstanceTypeDef(r.vec(lambda: self.instancedecl(r)))
+            self.level -= 1
+            return t
         if b == 0x3F:
             rep = self.core_valtype(r)
             dtor = None

@@ -1,0 +1,482 @@
+"""Compiled code on disk, so that only a component's first start pays for compiling it.
+
+Entries are keyed by content hash and wasmtime version. wasmtime deserializes an entry as machine
+code it trusts, so nothing is deserialized unless this user's key vouches for it:
+
+  - the directory and every file in it are owner-only (0700 / 0600); a directory owned by someone
+    else, or writable by others, is not used;
+  - a per-user secret key (`key`, 32 random bytes) is made in the directory on first use; every
+    entry has a signature beside it (`NAME.sig`: its content digest and file identity, with a keyed
+    BLAKE2b MAC over both), and the small files (index, digest memos, interface table) carry their
+    MAC on their first line;
+  - an entry whose signature does not verify is dropped and rebuilt, with one warning line; one with
+    no signature (made by an older wasitls) is simply rebuilt;
+  - the index that lets a second start skip parsing is JSON, read into the parser's own definition
+    classes only (never pickle: reading it cannot run code).
+
+A large entry is not hashed at every start: its signature records the file's identity (device,
+inode, size, mtime, ctime) and an unchanged identity means unchanged bytes (any write changes ctime,
+which no one but root can set back). The cache directory must still be trusted: anyone who can read
+the key can sign entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import binary as B
+from .errors import ComponentError
+
+KEY_NAME = "key"
+_KEY_SIZE = 32
+_MAC_SIZE = 32  # bytes of BLAKE2b output, for signatures and content digests alike
+INDEX_FORMAT = 1
+
+
+def _blake2b(data: bytes = b"", key: bytes = b"") -> Any:
+    try:
+        from _blake2 import blake2b  # CPython's own BLAKE2: importing hashlib would load OpenSSL (~2 ms)
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    return blake2b(data, digest_size=_MAC_SIZE, key=key)
+
+
+def _sha256(data: bytes) -> Any:
+    import hashlib  # imported here: loading OpenSSL's libcrypto for it costs ~2 ms of every start
+
+    return hashlib.sha256(data)
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _ident_text(st: os.stat_result) -> str:
+    return "-".join(f"{v:x}" for v in _identity(st))
+
+
+# a file whose status changed less than this long ago may still change within the same clock tick:
+# its hash is not remembered (git's "racy clean" rule)
+_SETTLED_NS = 2_000_000_000
+
+
+class WasmFile:
+    """A component file, opened but read (and hashed) only if the compile cache cannot answer without it.
+
+    Reading and hashing an 18 MB componentize-py guest costs ~25 ms of every start; the cache
+    remembers each file's content hash under its identity (see `CompileCache.digest`), so a second
+    start of an unchanged file reads neither.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.file = open(self.path, "rb")  # errors (missing, a directory, no permission) surface here
+        try:
+            st = os.fstat(self.file.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(21, "Is a directory", self.path)
+        except BaseException:
+            self.file.close()
+            raise
+        self.stat = st
+        self._data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self._data is None:
+            self.file.seek(0)
+            self._data = self.file.read()
+        return self._data
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "WasmFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _warn_stderr(line: str) -> None:
+    print(f"wasitls: warning: {line}", file=sys.stderr, flush=True)
+
+
+class CompileCache:
+    """Compiled code on disk, keyed by content hash and wasmtime version; None dir means disabled."""
+
+    def __init__(self, directory: Path | None, warn: Callable[[str], None] = _warn_stderr):
+        self.directory = directory
+        self._warn = warn
+        self._warned = False
+        self._key: bytes | None = None
+
+    @classmethod
+    def default(cls) -> "CompileCache":
+        if os.environ.get("WASITLS_NO_CACHE"):
+            return cls(None)
+        root = os.environ.get("WASITLS_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wasitls", "compiled"
+        )
+        return cls(Path(root))
+
+    def path_for(self, wasm: bytes | WasmFile, kind: str, version: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / f"{kind}-{version}-{self.digest(wasm)}.bin"
+
+    # -- the directory and its key ------------------------------------------------------------
+
+    def _disable(self, why: str) -> None:
+        self.warn_once(f"not using the compile cache {self.directory}: {why}")
+        self.directory = None
+
+    def key(self) -> bytes | None:
+        """This user's signing key, made on first use; None (and the cache disabled) if the
+        directory or the key cannot be trusted."""
+        if self._key is not None or self.directory is None:
+            return self._key
+        d = self.directory
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.stat(d)
+            if st.st_uid != os.geteuid():
+                self._disable("it belongs to another user")
+                return None
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(d, 0o700)  # ours, but readable or writable by others: made owner-only
+            path = d / KEY_NAME
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    kst = os.fstat(fd)
+                    if kst.st_uid != os.geteuid() or not stat.S_ISREG(kst.st_mode):
+                        self._disable("its key file belongs to another user")
+                        return None
+                    if stat.S_IMODE(kst.st_mode) & 0o077:
+                        os.fchmod(fd, 0o600)
+                    key = os.read(fd, _KEY_SIZE + 1)
+                finally:
+                    os.close(fd)
+                if len(key) != _KEY_SIZE:
+                    self._disable("its key file is damaged (delete the directory to start afresh)")
+                    return None
+            else:
+                key = os.urandom(_KEY_SIZE)
+                try:
+                    os.write(fd, key)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            self._disable(e.strerror or str(e))
+            return None
+        self._key = key
+        return key
+
+    def warn_once(self, line: str) -> None:
+        """One warning line per run, however many entries turn out bad."""
+        if not self._warned:
+            self._warned = True
+            self._warn(line)
+
+    def _mac(self, name: str, text: str) -> str:
+        return _blake2b(f"{name}\n{text}".encode(), key=self._key or b"").hexdigest()
+
+    def _damaged(self, path: Path) -> None:
+        self.warn_once(f"compile cache entry {path.name} failed verification: dropped and rebuilt")
+        self.drop(path)
+
+    def drop(self, path: Path) -> None:
+        for p in (path, _sig_path(path)):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, path: Path, data: bytes) -> os.stat_result:
+        """Writes `data` to `path` atomically, owner-only; the identity of what was written."""
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return os.stat(path)
+
+    def store(self, path: Path | None, data: bytes) -> None:
+        """Stores an entry and its signature."""
+        if path is None or self.key() is None:
+            return
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = self._write(path, data)
+            self._sign(path, _blake2b(data).hexdigest(), st)
+        except OSError:
+            pass  # a cache we cannot write only costs a recompile next time
+
+    def _sign(self, path: Path, digest: str, st: os.stat_result) -> None:
+        line = f"{digest} {_ident_text(st)}"
+        self._write(_sig_path(path), f"{line}\n{self._mac(path.name, line)}\n".encode())
+
+    def store_text(self, path: Path | None, text: str) -> None:
+        """Stores a small text file with its MAC on the first line."""
+        if path is None or self.key() is None:
+            return
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._write(path, f"{self._mac(path.name, text)}\n{text}".encode())
+        except OSError:
+            pass
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def load_text(self, path: Path | None) -> str | None:
+        """A small file written by `store_text`, or None if absent, unreadable or not ours."""
+        if path is None:
+            return None
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        if self.key() is None:
+            return None
+        mac, sep, rest = raw.partition(b"\n")
+        try:
+            text = rest.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if not sep or text is None or mac.decode("ascii", "replace") != self._mac(path.name, text):
+            self._damaged(path)
+            return None
+        return text
+
+    def _signature(self, path: Path) -> tuple[str, str] | None:
+        """(content digest, identity) from an entry's signature; None if it has none; drops the entry
+        (with the warning) if the signature is not ours."""
+        try:
+            raw = _sig_path(path).read_bytes()
+        except OSError:
+            return None
+        try:
+            line, mac = raw.decode("ascii").split("\n")[:2]
+            digest, ident = line.split(" ")
+        except (UnicodeDecodeError, ValueError):
+            line = mac = digest = ident = ""
+        if not line or mac != self._mac(path.name, line):
+            self._damaged(path)
+            return None
+        return digest, ident
+
+    def load_module(self, engine: Any, path: Path | None) -> Any:
+        """A compiled core module (`wasmtime.Module`) from a verified entry, or None."""
+        import wasmtime
+
+        return self.load_compiled(path, lambda file: wasmtime.Module.deserialize_file(engine, file))
+
+    def load_compiled(self, path: Path | None, deserialize_file: Callable[[str], Any]) -> Any:
+        """What `deserialize_file` makes of a verified entry (given a path to it), or None. Compiled code
+        is mapped, not read: a large entry is hashed only when its file changed since it was signed."""
+        if path is None or self.key() is None:
+            return None
+        sig = self._signature(path)
+        if sig is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if _ident_text(st) != sig[1]:
+                # written, copied or restored since it was signed: check the bytes themselves once
+                h = _blake2b()
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                if h.hexdigest() != sig[0]:
+                    self._damaged(path)
+                    return None
+                self._sign(path, sig[0], st)
+            return _deserialized(deserialize_file, _fd_path(fd, path))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    # -- content digests ----------------------------------------------------------------------
+
+    def digest(self, wasm: bytes | WasmFile) -> str:
+        """sha256 of the content. For a file, remembered under its identity (device, inode, size,
+        mtime, ctime): any write changes ctime, which no one can set back, so an unchanged identity
+        means unchanged bytes once the file has settled."""
+        if not isinstance(wasm, WasmFile):
+            return _sha256(wasm).hexdigest()
+        if self.directory is None:
+            return _sha256(wasm.read()).hexdigest()
+        memo = self.directory / "digests" / f"{_ident_text(wasm.stat)}.txt"
+        digest = self.load_text(memo)
+        if digest is not None and len(digest) == 64:
+            return digest
+        digest = _sha256(wasm.read()).hexdigest()
+        try:
+            after = os.stat(wasm.path)
+        except OSError:
+            return digest
+        if _identity(after) == _identity(wasm.stat) and time.time_ns() - after.st_ctime_ns > _SETTLED_NS:
+            self.store_text(memo, digest)
+        return digest
+
+
+def _sig_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sig")
+
+
+def _fd_path(fd: int, path: Path) -> str:
+    """A name for the open file itself, so what was verified is what wasmtime maps (Linux's /proc)."""
+    proc = f"/proc/self/fd/{fd}"
+    return proc if os.path.exists(proc) else str(path)
+
+
+def _deserialized(deserialize_file: Callable[[str], Any], path: str) -> Any:
+    import wasmtime
+
+    try:
+        return deserialize_file(path)
+    except wasmtime.WasmtimeError:
+        return None  # made by another wasmtime, or for another CPU: compile again
+
+
+# -- compiling without blocking Ctrl-C ----------------------------------------------------------
+
+
+def interruptible(fn: Callable[..., Any], *args: Any) -> Any:
+    """Runs `fn(*args)` (a long call into wasmtime, which releases the GIL) on a worker thread while
+    this thread waits, so Ctrl-C raises KeyboardInterrupt here at once instead of when it returns.
+    An abandoned worker is a daemon: it dies with the process."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)  # only the main thread receives signals: nothing to gain
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=work, name="wasitls-compile", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.25)  # a bounded wait wakes for signals on every platform
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+# -- the index: a parsed component, as JSON -----------------------------------------------------
+
+_DEF_CLASSES: dict[str, type] = {cls.__name__: cls for cls in vars(B).values()
+                                 if isinstance(cls, type) and issubclass(cls, B._Def) and cls is not B._Def}
+
+
+def encode_component(comp: B.Component) -> Any:
+    """The component's definitions as JSON values, without the core modules' bytes."""
+    return ["Component", comp.offset, comp.depth, [_encode(d) for d in comp.definitions]]
+
+
+def _encode(v: Any) -> Any:
+    if isinstance(v, B.CoreModule):
+        return ["CoreModule", v.offset]
+    if isinstance(v, B.Component):
+        return encode_component(v)
+    if isinstance(v, B._Def):
+        return [type(v).__name__, *(_encode(x) for x in v)]
+    if isinstance(v, B.CanonOptions):
+        return ["CanonOptions", v.string_encoding, v.memory, v.realloc, v.post_return]
+    if isinstance(v, tuple):
+        return ["T", *(_encode(x) for x in v)]
+    if isinstance(v, list):
+        return ["L", *(_encode(x) for x in v)]
+    if v is None or isinstance(v, (str, int)):
+        return v
+    raise TypeError(f"cannot index a {type(v).__name__}")
+
+
+def decode_component(v: Any) -> B.Component:
+    comp = _decode(v)
+    if not isinstance(comp, B.Component):
+        raise ValueError("not a component")
+    return comp
+
+
+def _decode(v: Any, _new: Callable[..., Any] = tuple.__new__) -> Any:
+    if type(v) is not list:
+        if v is None or type(v) in (str, int):
+            return v
+        raise ValueError(f"unexpected {type(v).__name__} in the index")
+    tag = v[0]
+    if tag == "L":
+        return [_decode(x) for x in v[1:]]
+    if tag == "T":
+        return tuple([_decode(x) for x in v[1:]])
+    if tag == "CoreModule":
+        return B.CoreModule(b"", v[1])
+    if tag == "Component":
+        comp = B.Component(v[1], v[2])
+        comp.definitions = [_decode(x) for x in v[3]]
+        return comp
+    if tag == "CanonOptions":
+        opts = B.CanonOptions()
+        opts.string_encoding, opts.memory, opts.realloc, opts.post_return = v[1:5]
+        return opts
+    cls = _DEF_CLASSES[tag]  # a KeyError for anything else: the index is only ever these classes
+    if len(v) - 1 != len(cls._fields):
+        raise ValueError(f"{tag} with {len(v) - 1} fields in the index")
+    return _new(cls, [_decode(x) for x in v[1:]])
+
+
+def index_path(cache: CompileCache, wasm: bytes | WasmFile, version: str) -> Path | None:
+    path = cache.path_for(wasm, "index", version)
+    return None if path is None else path.with_suffix(".json")
+
+
+def write_index(cache: CompileCache, path: Path | None, comp: B.Component,
+                modules: list[tuple[int, str, list[tuple[str, str]]]]) -> None:
+    """Stores what a second load needs: the definitions and (offset, entry name, imports) per module."""
+    if path is None:
+        return
+    doc = {"format": INDEX_FORMAT, "component": encode_component(comp),
+           "modules": [[offset, name, [list(i) for i in imports]] for offset, name, imports in modules]}
+    cache.store_text(path, json.dumps(doc, separators=(",", ":")))
+
+
+def read_index(cache: CompileCache, path: Path | None) -> tuple[B.Component, list[tuple[int, str, list]]] | None:
+    text = cache.load_text(path)
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+        if doc.get("format") != INDEX_FORMAT:
+            return None
+        comp = decode_component(doc["component"])
+        modules = [(int(offset), str(name), [(str(m), str(n)) for m, n in imports])
+                   for offset, name, imports in doc["modules"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None  # signed by us but unreadable (another version): rebuilt
+    return comp, modules
