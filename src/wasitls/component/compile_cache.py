@@ -111,11 +111,14 @@ def _warn_stderr(line: str) -> None:
 class CompileCache:
     """Compiled code on disk, keyed by content hash and wasmtime version; None dir means disabled."""
 
+    # directories already warned about in this process: one line per run, whichever object finds it
+    _warned: set[Path | None] = set()
+
     def __init__(self, directory: Path | None, warn: Callable[[str], None] = _warn_stderr):
         self.directory = directory
         self._warn = warn
-        self._warned = False
         self._key: bytes | None = None
+        self.resigned = False
 
     @classmethod
     def default(cls) -> "CompileCache":
@@ -183,8 +186,8 @@ class CompileCache:
 
     def warn_once(self, line: str) -> None:
         """One warning line per run, however many entries turn out bad."""
-        if not self._warned:
-            self._warned = True
+        if self.directory not in CompileCache._warned:
+            CompileCache._warned.add(self.directory)
             self._warn(line)
 
     def _mac(self, name: str, text: str) -> str:
@@ -266,7 +269,7 @@ class CompileCache:
             return None
         return text
 
-    def _signature(self, path: Path) -> tuple[str, str] | None:
+    def signature(self, path: Path) -> tuple[str, str] | None:
         """(content digest, identity) from an entry's signature; None if it has none; drops the entry
         (with the warning) if the signature is not ours."""
         try:
@@ -283,20 +286,24 @@ class CompileCache:
             return None
         return digest, ident
 
-    def load_module(self, engine: Any, path: Path | None) -> Any:
+    def load_module(self, engine: Any, path: Path | None, sig: tuple[str, str] | None = None) -> Any:
         """A compiled core module (`wasmtime.Module`) from a verified entry, or None."""
         import wasmtime
 
-        return self.load_compiled(path, lambda file: wasmtime.Module.deserialize_file(engine, file))
+        return self.load_compiled(path, lambda file: wasmtime.Module.deserialize_file(engine, file), sig)
 
-    def load_compiled(self, path: Path | None, deserialize_file: Callable[[str], Any]) -> Any:
-        """What `deserialize_file` makes of a verified entry (given a path to it), or None. Compiled code
-        is mapped, not read: a large entry is hashed only when its file changed since it was signed."""
+    def load_compiled(self, path: Path | None, deserialize_file: Callable[[str], Any],
+                      sig: tuple[str, str] | None = None) -> Any:
+        """What `deserialize_file` makes of a verified entry (given a path to it), or None. `sig` is
+        its (digest, identity) if a signed index already vouched for them, else its signature file
+        is read. Compiled code is mapped, not read: a large entry is hashed only when its file
+        changed since it was signed."""
         if path is None or self.key() is None:
             return None
-        sig = self._signature(path)
         if sig is None:
-            return None
+            sig = self.signature(path)
+            if sig is None:
+                return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
@@ -313,6 +320,7 @@ class CompileCache:
                     self._damaged(path)
                     return None
                 self._sign(path, sig[0], st)
+                self.resigned = True  # an index that recorded the old identity is worth rewriting
             return _deserialized(deserialize_file, _fd_path(fd, path))
         except OSError:
             return None
@@ -390,65 +398,88 @@ def interruptible(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 # -- the index: a parsed component, as JSON -----------------------------------------------------
+# Each node is a JSON list whose first item says what it is: a list, a tuple, a list of tuples of
+# leaves, a core module (its offset only: the bytes are in the module's own entry), a nested
+# component, canonical options, or one of the parser's definition classes, numbered by the index's
+# own table of their names (negated when every field is a leaf). Leaves are str, int or null.
+# Nothing else can be made from an index. The shortcuts for leaves keep a second start's decoding
+# of a componentize-py guest's ~6,000 nodes near what unpickling cost.
 
+_LIST, _TUPLE, _LEAF_TUPLES, _CORE_MODULE, _COMPONENT, _CANON_OPTIONS, _FIRST_DEF = range(7)
 _DEF_CLASSES: dict[str, type] = {cls.__name__: cls for cls in vars(B).values()
                                  if isinstance(cls, type) and issubclass(cls, B._Def) and cls is not B._Def}
+_DEF_NAMES = sorted(_DEF_CLASSES)
+_DEF_CODES = {_DEF_CLASSES[name]: _FIRST_DEF + i for i, name in enumerate(_DEF_NAMES)}
 
 
 def encode_component(comp: B.Component) -> Any:
     """The component's definitions as JSON values, without the core modules' bytes."""
-    return ["Component", comp.offset, comp.depth, [_encode(d) for d in comp.definitions]]
+    return [_COMPONENT, comp.offset, comp.depth, *(_encode(d) for d in comp.definitions)]
 
 
 def _encode(v: Any) -> Any:
     if isinstance(v, B.CoreModule):
-        return ["CoreModule", v.offset]
+        return [_CORE_MODULE, v.offset]
     if isinstance(v, B.Component):
         return encode_component(v)
     if isinstance(v, B._Def):
-        return [type(v).__name__, *(_encode(x) for x in v)]
+        fields = [_encode(x) for x in v]
+        leaves = not any(type(x) is list for x in fields)
+        return [-_DEF_CODES[type(v)] if leaves else _DEF_CODES[type(v)], *fields]
     if isinstance(v, B.CanonOptions):
-        return ["CanonOptions", v.string_encoding, v.memory, v.realloc, v.post_return]
+        return [_CANON_OPTIONS, v.string_encoding, v.memory, v.realloc, v.post_return]
     if isinstance(v, tuple):
-        return ["T", *(_encode(x) for x in v)]
+        return [_TUPLE, *(_encode(x) for x in v)]
     if isinstance(v, list):
-        return ["L", *(_encode(x) for x in v)]
+        if v and all(type(x) is tuple and not any(type(y) in (list, tuple) or isinstance(y, (B._Def, B.CanonOptions))
+                                                  for y in x) for x in v):
+            return [_LEAF_TUPLES, *(list(x) for x in v)]
+        return [_LIST, *(_encode(x) for x in v)]
     if v is None or isinstance(v, (str, int)):
         return v
     raise TypeError(f"cannot index a {type(v).__name__}")
 
 
-def decode_component(v: Any) -> B.Component:
-    comp = _decode(v)
-    if not isinstance(comp, B.Component):
+def decode_component(v: Any, names: list[str] = _DEF_NAMES) -> B.Component:
+    """The component `encode_component` made, its definition classes numbered by `names`."""
+    classes = [_DEF_CLASSES[name] for name in names]  # a KeyError for any name that is not a definition class
+    arity = [len(cls._fields) for cls in classes]
+    new = tuple.__new__
+
+    # leaves are taken as they are, without a call: an index holds tens of thousands of them
+    def decode(v: list) -> Any:
+        code = v[0]
+        if code < 0:
+            i = -code - _FIRST_DEF
+            if i < 0 or len(v) - 1 != arity[i]:
+                raise ValueError(f"{names[i]} with {len(v) - 1} fields in the index")
+            return new(classes[i], v[1:])
+        if code >= _FIRST_DEF:
+            i = code - _FIRST_DEF
+            if len(v) - 1 != arity[i]:
+                raise ValueError(f"{names[i]} with {len(v) - 1} fields in the index")
+            return new(classes[i], [x if type(x) is not list else decode(x) for x in v[1:]])
+        if code == _TUPLE:
+            return tuple([x if type(x) is not list else decode(x) for x in v[1:]])
+        if code == _LIST:
+            return [x if type(x) is not list else decode(x) for x in v[1:]]
+        if code == _LEAF_TUPLES:
+            return list(map(tuple, v[1:]))
+        if code == _CANON_OPTIONS:
+            opts = B.CanonOptions()
+            opts.string_encoding, opts.memory, opts.realloc, opts.post_return = v[1:]
+            return opts
+        if code == _CORE_MODULE:
+            return B.CoreModule(b"", v[1])
+        if code == _COMPONENT:
+            comp = B.Component(v[1], v[2])
+            comp.definitions = [decode(x) for x in v[3:]]
+            return comp
+        raise ValueError(f"unknown node {code!r} in the index")
+
+    if type(v) is not list or v[0] != _COMPONENT:
         raise ValueError("not a component")
-    return comp
-
-
-def _decode(v: Any, _new: Callable[..., Any] = tuple.__new__) -> Any:
-    if type(v) is not list:
-        if v is None or type(v) in (str, int):
-            return v
-        raise ValueError(f"unexpected {type(v).__name__} in the index")
-    tag = v[0]
-    if tag == "L":
-        return [_decode(x) for x in v[1:]]
-    if tag == "T":
-        return tuple([_decode(x) for x in v[1:]])
-    if tag == "CoreModule":
-        return B.CoreModule(b"", v[1])
-    if tag == "Component":
-        comp = B.Component(v[1], v[2])
-        comp.definitions = [_decode(x) for x in v[3]]
-        return comp
-    if tag == "CanonOptions":
-        opts = B.CanonOptions()
-        opts.string_encoding, opts.memory, opts.realloc, opts.post_return = v[1:5]
-        return opts
-    cls = _DEF_CLASSES[tag]  # a KeyError for anything else: the index is only ever these classes
-    if len(v) - 1 != len(cls._fields):
-        raise ValueError(f"{tag} with {len(v) - 1} fields in the index")
-    return _new(cls, [_decode(x) for x in v[1:]])
+    return decode(v)
 
 
 def index_path(cache: CompileCache, wasm: bytes | WasmFile, version: str) -> Path | None:
@@ -456,27 +487,53 @@ def index_path(cache: CompileCache, wasm: bytes | WasmFile, version: str) -> Pat
     return None if path is None else path.with_suffix(".json")
 
 
+class IndexedModule:
+    """A core module as the index lists it: its offset, its entry and signature, its imports."""
+
+    __slots__ = ("offset", "name", "digest", "ident", "imports")
+
+    def __init__(self, offset: int, name: str, digest: str, ident: str, imports: list[tuple[str, str]]):
+        self.offset = offset
+        self.name = name
+        self.digest = digest  # the entry's signature, vouched for by the index's own
+        self.ident = ident
+        self.imports = imports
+
+
 def write_index(cache: CompileCache, path: Path | None, comp: B.Component,
-                modules: list[tuple[int, str, list[tuple[str, str]]]]) -> None:
-    """Stores what a second load needs: the definitions and (offset, entry name, imports) per module."""
+                modules: list[tuple[int, Path, list[tuple[str, str]]]]) -> None:
+    """Stores what a second load needs: the definitions and, per core module, its entry's name and
+    signature (so a second load reads no signature files) and its imports."""
     if path is None:
         return
-    doc = {"format": INDEX_FORMAT, "component": encode_component(comp),
-           "modules": [[offset, name, [list(i) for i in imports]] for offset, name, imports in modules]}
+    listed = []
+    for offset, entry, imports in modules:
+        sig = cache.signature(entry)
+        if sig is None:
+            return  # an entry could not be stored: no index either
+        listed.append([offset, entry.name, sig[0], sig[1], [list(i) for i in imports]])
+    doc = {"format": INDEX_FORMAT, "classes": _DEF_NAMES, "component": encode_component(comp), "modules": listed}
     cache.store_text(path, json.dumps(doc, separators=(",", ":")))
 
 
-def read_index(cache: CompileCache, path: Path | None) -> tuple[B.Component, list[tuple[int, str, list]]] | None:
+def read_index(cache: CompileCache, path: Path | None) -> tuple[B.Component, list[IndexedModule]] | None:
     text = cache.load_text(path)
     if text is None:
         return None
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of new objects, none of them garbage: a collection would only cost
     try:
         doc = json.loads(text)
         if doc.get("format") != INDEX_FORMAT:
             return None
-        comp = decode_component(doc["component"])
-        modules = [(int(offset), str(name), [(str(m), str(n)) for m, n in imports])
-                   for offset, name, imports in doc["modules"]]
-    except (ValueError, KeyError, TypeError, IndexError):
+        comp = decode_component(doc["component"], doc["classes"])
+        modules = [IndexedModule(int(offset), str(name), str(digest), str(ident), [(str(m), str(n)) for m, n in imports])
+                   for offset, name, digest, ident, imports in doc["modules"]]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None  # signed by us but unreadable (another version): rebuilt
+    finally:
+        if collecting:
+            gc.enable()
     return comp, modules

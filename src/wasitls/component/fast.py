@@ -53,14 +53,18 @@ def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: Compi
     index_path = cc.index_path(cache, wasm, version)
     indexed = cc.read_index(cache, index_path)
     if indexed is not None:
-        comp, entries = indexed
+        comp, listed = indexed
         modules = {}
-        for offset, name, imports in entries:
-            module = cache.load_module(engine, index_path.with_name(name))  # type: ignore[union-attr]
+        for m in listed:
+            entry = index_path.with_name(m.name)  # type: ignore[union-attr]
+            module = cache.load_module(engine, entry, (m.digest, m.ident))
             if module is None:
                 break
-            modules[offset] = CompiledModule(module, imports)
+            modules[m.offset] = CompiledModule(module, m.imports)
         else:
+            if cache.resigned:
+                cc.write_index(cache, index_path, comp, [(m.offset, index_path.with_name(m.name), m.imports)  # type: ignore[union-attr]
+                                                         for m in listed])
             return comp, modules
     comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
     modules = {}
@@ -79,7 +83,7 @@ def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: Compi
         imports = [(imp.module, imp.name) for imp in module.imports]
         modules[m.offset] = CompiledModule(module, imports)
         if path is not None:
-            entries.append((m.offset, path.name, imports))
+            entries.append((m.offset, path, imports))
     cc.write_index(cache, index_path, comp, entries)
     return comp, modules
 
