@@ -633,3 +633,21 @@ def test_componentize_py_guest_runs(cpy_guest, compile_cache):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- the seam to wasmtime-py ----------------------------------------------------------------------
+
+
+def test_only_the_shim_touches_wasmtime_internals():
+    """wasmtime-py's private side (its `_ffi` module, `_from_ptr`, `_consume`, a store's `_context`,
+    a function's `_func`) is reached from wasmtime_capi.py alone, so an upgrade breaks in one place."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "wasitls"
+    private = re.compile(r"wasmtime\._ffi|from wasmtime import _ffi|\._from_ptr\(|\._consume\(\)|\._context\(\)|\._func\b")
+    users = [path for path in sorted(src.rglob("*.py"))
+             if path.name != "wasmtime_capi.py" and re.search(r"^(import|from) wasmtime", path.read_text(), re.M)]
+    assert any(path.name == "reference.py" for path in users)
+    offenders = [f"{path.relative_to(src)}:{n}" for path in users
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)]
+    assert offenders == []

@@ -42,14 +42,15 @@ def interface_table(cache_dir: Path | None = None) -> list[tuple[str, str, tuple
         key = _tree_key()
         path = cache_dir / f"interfaces-{zlib.crc32(key.encode()):08x}.txt"
         try:
-            head, *lines = (cache.load_text(path) or "").split("\n")
+            head, *lines = (cache.load_signed(path) or b"").decode().split("\n")
             if head == key:
                 return [(m, c, tuple(names.split(" "))) for m, c, names in (ln.split("\t") for ln in lines if ln)]
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError included
             pass
     table = [(cls.__module__, cls.__qualname__, (cls.wit, *cls.aliases)) for cls in all_interfaces()]
     if path is not None:
-        cache.store_text(path, "\n".join([key, *(f"{m}\t{c}\t{' '.join(names)}" for m, c, names in table)]) + "\n")
+        text = "\n".join([key, *(f"{m}\t{c}\t{' '.join(names)}" for m, c, names in table)]) + "\n"
+        cache.store_signed(path, text.encode())
     return table
 
 

@@ -110,11 +110,7 @@ class CoreExtern(bytes):
     other core instances; keeping them as raw structs (no wasmtime-py wrapper objects) makes
     instantiation copy bytes instead of building and unpacking Python objects."""
 
-    __slots__ = ()
-
-    @property
-    def kind(self) -> int:
-        return self[0]
+    __slots__ = ()  # its first byte is the kind (EXTERN_FUNC, EXTERN_MEMORY, ...)
 
 
 EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
