@@ -234,6 +234,22 @@ def test_index_holds_plain_values_only(tmp_path):
             cc.decode_component([*doc["component"], node], doc["classes"])
 
 
+def test_concurrent_first_starts_share_one_cache(tmp_path):
+    """Starts racing to make the key and the entries of a fresh cache all run, and warn of nothing."""
+    cache = tmp_path / "cache"
+    wasm = tmp_path / "guest.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(EXIT_WITH))
+    env = dict(os.environ, WASITLS_CACHE_DIR=str(cache))
+    env.pop("WASITLS_NO_CACHE", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "wasitls", "run", str(wasm)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == GUEST_STATUS and err == "", err
+    again = run(str(wasm), cache=cache)
+    assert again.returncode == GUEST_STATUS and again.stderr == ""
+
+
 def test_cache_is_owner_only(tmp_path):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir(mode=0o755)

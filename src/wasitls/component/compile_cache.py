@@ -3,8 +3,8 @@
 Entries are keyed by content hash and wasmtime version. wasmtime deserializes an entry as machine
 code it trusts, so nothing is deserialized unless this user's key vouches for it:
 
-  - the directory and every file in it are owner-only (0700 / 0600); a directory owned by someone
-    else, or writable by others, is not used;
+  - the directory and every file in it are owner-only (0700 / 0600): one of ours that is open to
+    others is closed, one (or a key file) owned by another user is not used, with one warning line;
   - a per-user secret key (`key`, 32 random bytes) is made in the directory on first use; every
     entry has a signature beside it (`NAME.sig`: its content digest and file identity, with a keyed
     BLAKE2b MAC over both), and the small files (index, digest memos, interface table) carry their
@@ -156,31 +156,36 @@ class CompileCache:
             if stat.S_IMODE(st.st_mode) & 0o077:
                 os.chmod(d, 0o700)  # ours, but readable or writable by others: made owner-only
             path = d / KEY_NAME
+            if not path.exists():
+                # made whole under another name, then linked: a concurrent start never reads half a key
+                tmp = d / f"{KEY_NAME}.tmp{os.getpid()}.{threading.get_ident()}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    os.write(fd, os.urandom(_KEY_SIZE))
+                finally:
+                    os.close(fd)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    pass  # another start made it first: theirs is the key
+                finally:
+                    os.unlink(tmp)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except FileExistsError:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    kst = os.fstat(fd)
-                    if kst.st_uid != os.geteuid() or not stat.S_ISREG(kst.st_mode):
-                        self._disable("its key file belongs to another user")
-                        return None
-                    if stat.S_IMODE(kst.st_mode) & 0o077:
-                        os.fchmod(fd, 0o600)
-                    key = os.read(fd, _KEY_SIZE + 1)
-                finally:
-                    os.close(fd)
-                if len(key) != _KEY_SIZE:
-                    self._disable("its key file is damaged (delete the directory to start afresh)")
+                kst = os.fstat(fd)
+                if kst.st_uid != os.geteuid() or not stat.S_ISREG(kst.st_mode):
+                    self._disable("its key file belongs to another user")
                     return None
-            else:
-                key = os.urandom(_KEY_SIZE)
-                try:
-                    os.write(fd, key)
-                finally:
-                    os.close(fd)
-        except OSError as e:
-            self._disable(e.strerror or str(e))
+                if stat.S_IMODE(kst.st_mode) & 0o077:
+                    os.fchmod(fd, 0o600)
+                key = os.read(fd, _KEY_SIZE + 1)
+            finally:
+                os.close(fd)
+            if len(key) != _KEY_SIZE:
+                self._disable("its key file is damaged (delete the directory to start afresh)")
+                return None
+        except OSError:
+            self.directory = None  # cannot be made or read: as before, a cache we cannot use only costs a compile
             return None
         self._key = key
         return key
