@@ -285,11 +285,11 @@ class CompileCache:
         digest, ident = line.decode("ascii").split(" ")
         return digest, ident
 
-    def load_module(self, engine: Any, path: Path | None, sig: tuple[str, str] | None = None) -> Any:
+    def load_module(self, wasmtime_engine: Any, path: Path | None, sig: tuple[str, str] | None = None) -> Any:
         """A compiled core module (`wasmtime.Module`) from a verified entry, or None."""
         import wasmtime
 
-        return self.load_compiled(path, lambda file: wasmtime.Module.deserialize_file(engine, file), sig)
+        return self.load_compiled(path, lambda file: wasmtime.Module.deserialize_file(wasmtime_engine, file), sig)
 
     def load_compiled(self, path: Path | None, deserialize_file: Callable[[str], Any],
                       sig: tuple[str, str] | None = None) -> Any:

@@ -42,7 +42,7 @@ def core_modules(comp: B.Component) -> list[B.CoreModule]:
     return found
 
 
-def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
+def load_component(wasmtime_engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
                    progress: Progress | None) -> tuple[B.Component, dict[int, CompiledModule]]:
     """Parses the component and compiles its core modules (nested ones too), through the cache.
 
@@ -52,31 +52,30 @@ def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: Compi
     version = f"wt{WASMTIME_VERSION}"
     index_path = cc.index_path(cache, wasm, version)
     indexed = cc.read_index(cache, index_path)
-    if indexed is not None:
+    if indexed is not None and index_path is not None:
         comp, listed = indexed
         modules = {}
         for m in listed:
-            entry = index_path.with_name(m.name)  # type: ignore[union-attr]
-            module = cache.load_module(engine, entry, (m.digest, m.ident))
+            module = cache.load_module(wasmtime_engine, index_path.with_name(m.name), (m.digest, m.ident))
             if module is None:
                 break
             modules[m.offset] = CompiledModule(module, m.imports)
         else:
-            if cache.resigned:
-                cc.write_index(cache, index_path, comp, [(m.offset, index_path.with_name(m.name), m.imports)  # type: ignore[union-attr]
-                                                         for m in listed])
+            if cache.resigned:  # an entry was copied or touched since: record its new identity
+                cc.write_index(cache, index_path, comp,
+                               [(m.offset, index_path.with_name(m.name), m.imports) for m in listed])
             return comp, modules
     comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
     modules = {}
     entries = []
     for m in core_modules(comp):
         path = cache.path_for(m.wasm, "module", version)
-        module = cache.load_module(engine, path)
+        module = cache.load_module(wasmtime_engine, path)
         if module is None:
             if progress and len(m.wasm) > LARGE_MODULE:
                 progress(f"compiling a {len(m.wasm) / 1e6:.1f} MB core module (first run only)...")
             try:
-                module = cc.interruptible(wasmtime.Module, engine, m.wasm)
+                module = cc.interruptible(wasmtime.Module, wasmtime_engine, m.wasm)
             except wasmtime.WasmtimeError as e:
                 raise ComponentError(f"invalid core module at byte offset {m.offset:#x}: {trap_line(str(e))}") from None
             cache.store(path, bytes(module.serialize()))

@@ -306,12 +306,12 @@ class ReferenceComponent(LoadedComponent):
         return [name for name, ext in exports.items() if isinstance(ext.ty, wc.ComponentInstanceType)]
 
     def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
-        engine = self.backend.wasmtime_engine
-        store = wasmtime.Store(engine)
+        wasmtime_engine = self.backend.wasmtime_engine
+        store = wasmtime.Store(wasmtime_engine)
         res = _Resources()
         conv = _Converter(store, res)
         inst = ReferenceInstance(store, conv)
-        wl = wc.Linker(engine)
+        wl = wc.Linker(wasmtime_engine)
         missing: list[str] = []
         plan = []
         for name, ext in self._imports.items():
@@ -321,7 +321,7 @@ class ReferenceComponent(LoadedComponent):
                 missing.append(name)
                 continue
             items = []
-            for item_name, item in ty.exports(engine).items():
+            for item_name, item in ty.exports(wasmtime_engine).items():
                 it = item.ty
                 if isinstance(it, wc.FuncType):
                     fn = hostmod.host_function(impl, item_name)
@@ -355,7 +355,7 @@ class ReferenceComponent(LoadedComponent):
             if "wasm trap" in text or "wasm backtrace" in text:
                 raise GuestTrap(trap_line(str(e))) from None
             raise ComponentError("cannot link component: " + " ".join(text.split())) from None
-        inst._exports = self.comp.type.exports(engine)
+        inst._exports = self.comp.type.exports(wasmtime_engine)
         inst._linker = wl  # the linker holds the host functions: it lives as long as the instance
         return inst
 

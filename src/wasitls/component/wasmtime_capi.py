@@ -11,8 +11,10 @@ here and nowhere else. It offers:
   - for the reference backend: wasmtime's component value structs (`ffi`) and the few private
     wasmtime-py members its host functions need.
 
-It knows nothing of components: the instantiation walk (runtime.py) and the reference backend use it,
-and so can a core-module ABI (preview 1) that instantiates core modules with host functions.
+Its core part knows nothing of components: the instantiation walk (runtime.py) uses it, and so can
+a core-module ABI (preview 1): `store_context` of a `wasmtime.Store`, host functions from
+`CoreFunctions.new`, `instantiate_core` with them in the module's import order (`module.imports`),
+the instance's memory as `LinearMemory(ctx, exports["memory"]).view()`, and `CoreCall` for `_start`.
 """
 
 from __future__ import annotations
@@ -211,7 +213,8 @@ class CoreFunctions:
             body: Callable[[Any, Any, Any, int], int]) -> CoreExtern:
         """A core function of type params -> results (core value type names). `body(env, caller,
         slots, nslots)` reads its arguments from `slots` and writes its results there, and returns
-        0, or a trap from `new_trap`; it must not raise."""
+        0, or a trap from `new_trap`; it must not raise. `slots` holds 16-byte `wasmtime_val_raw_t`
+        seen as u64 pairs: value k is `slots[2 * k]` (an i32 in its low 32 bits)."""
         cb = RAW_CALLBACK(body)
         self._keep.append(cb)
         func = ffi.wasmtime_func_t()
