@@ -9,7 +9,6 @@ component and a Ctrl-C during the first compile must not do.
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import pickle
@@ -222,8 +221,16 @@ def test_index_holds_plain_values_only(tmp_path):
     mac, data = index.read_bytes().split(b"\n", 1)
     doc = marshal.loads(data)
     assert doc["format"] == cc.INDEX_FORMAT
-    # what JSON could hold, nothing more: the format could be JSON's without a change to the codec
-    assert json.loads(json.dumps(doc)) == doc
+
+
+    def plain(v):
+        if type(v) in (list, tuple):
+            return all(plain(x) for x in v)
+        if type(v) is dict:
+            return all(type(k) is str and plain(x) for k, x in v.items())
+        return v is None or type(v) in (str, int)
+
+    assert plain(doc)
     assert cc.decode_component(doc["component"], doc["classes"]).definitions
     # even a signed index naming anything but the parser's definition classes is refused
     names = ["os.system", *doc["classes"][1:]]

@@ -11,8 +11,8 @@ code it trusts, so nothing is deserialized unless this user's key vouches for it
     MAC on their first line;
   - an entry whose signature does not verify is dropped and rebuilt, with one warning line; one with
     no signature (made by an older wasitls) is simply rebuilt;
-  - the index that lets a second start skip parsing holds plain values only (lists, ints, strings,
-    as JSON would, in `marshal`'s format because it reads ~2 ms faster than JSON at every start),
+  - the index that lets a second start skip parsing holds plain values only (lists, tuples, ints,
+    strings, in `marshal`'s format because it reads ~2 ms faster than JSON at every start),
     read only once its MAC verifies, and rebuilt into the parser's own definition classes and nothing
     else: never pickle, so reading it cannot run code.
 
@@ -354,10 +354,12 @@ def _sig_path(path: Path) -> Path:
     return path.with_name(path.name + ".sig")
 
 
+_PROC_FDS = os.path.isdir("/proc/self/fd")
+
+
 def _fd_path(fd: int, path: Path) -> str:
     """A name for the open file itself, so what was verified is what wasmtime maps (Linux's /proc)."""
-    proc = f"/proc/self/fd/{fd}"
-    return proc if os.path.exists(proc) else str(path)
+    return f"/proc/self/fd/{fd}" if _PROC_FDS else str(path)
 
 
 def _deserialized(deserialize_file: Callable[[str], Any], path: str) -> Any:
@@ -400,9 +402,9 @@ def interruptible(fn: Callable[..., Any], *args: Any) -> Any:
 # Each node is a list whose first item says what it is: a list, a tuple, a list of tuples of
 # leaves, a core module (its offset only: the bytes are in the module's own entry), a nested
 # component, canonical options, or one of the parser's definition classes, numbered by the index's
-# own table of their names (negated when every field is a leaf). Leaves are str, int or null.
-# Nothing else can be made from an index. The shortcuts for leaves keep a second start's decoding
-# of a componentize-py guest's ~6,000 nodes near what unpickling cost.
+# own table of their names (negated when every field is a leaf). Leaves are str, int, None and
+# tuples of those. Nothing else can be made from an index. The shortcuts for leaves keep a second
+# start's decoding of a componentize-py guest's ~6,000 nodes near what unpickling cost.
 
 _LIST, _TUPLE, _LEAF_TUPLES, _CORE_MODULE, _COMPONENT, _CANON_OPTIONS, _FIRST_DEF = range(7)
 _DEF_CLASSES: dict[str, type] = {cls.__name__: cls for cls in vars(B).values()
@@ -428,15 +430,20 @@ def _encode(v: Any) -> Any:
     if isinstance(v, B.CanonOptions):
         return [_CANON_OPTIONS, v.string_encoding, v.memory, v.realloc, v.post_return]
     if isinstance(v, tuple):
+        if type(v) is tuple and all(_is_leaf(x) for x in v):
+            return v  # a tuple of leaves is itself a leaf: stored, and read back, as it is
         return [_TUPLE, *(_encode(x) for x in v)]
     if isinstance(v, list):
-        if v and all(type(x) is tuple and not any(type(y) in (list, tuple) or isinstance(y, (B._Def, B.CanonOptions))
-                                                  for y in x) for x in v):
-            return [_LEAF_TUPLES, *(list(x) for x in v)]
+        if v and all(type(x) is tuple and all(_is_leaf(y) for y in x) for x in v):
+            return [_LEAF_TUPLES, *v]
         return [_LIST, *(_encode(x) for x in v)]
     if v is None or isinstance(v, (str, int)):
         return v
     raise TypeError(f"cannot index a {type(v).__name__}")
+
+
+def _is_leaf(v: Any) -> bool:
+    return v is None or type(v) in (str, int)
 
 
 def decode_component(v: Any, names: list[str] = _DEF_NAMES) -> B.Component:
@@ -463,7 +470,7 @@ def decode_component(v: Any, names: list[str] = _DEF_NAMES) -> B.Component:
         if code == _LIST:
             return [x if type(x) is not list else decode(x) for x in v[1:]]
         if code == _LEAF_TUPLES:
-            return list(map(tuple, v[1:]))
+            return v[1:]
         if code == _CANON_OPTIONS:
             opts = B.CanonOptions()
             opts.string_encoding, opts.memory, opts.realloc, opts.post_return = v[1:]
