@@ -23,8 +23,8 @@ import wasmtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from wasitls.component.engine import CompileCache  # noqa: E402
-from wasitls.component.fast import FastEngine  # noqa: E402
+from wasitls.component.compile_cache import CompileCache  # noqa: E402
+from wasitls.component.fast import FastBackend  # noqa: E402
 from wasitls.component.host import HostInterface, HostLinker  # noqa: E402
 from wasitls.component.values import Err, Variant  # noqa: E402
 
@@ -200,11 +200,11 @@ class Source(HostInterface):
 
 
 def engines():
-    found = {"fast": FastEngine()}
+    found = {"fast": FastBackend()}
     try:
-        from wasitls.component.reference import ReferenceEngine
+        from wasitls.component.reference import ReferenceBackend
 
-        found["reference"] = ReferenceEngine()
+        found["reference"] = ReferenceBackend()
     except ImportError:
         pass
     return found
