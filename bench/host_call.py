@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from wasitls.component.compile_cache import CompileCache  # noqa: E402
 from wasitls.component.fast import FastBackend  # noqa: E402
-from wasitls.component.host import HostInterface, HostLinker  # noqa: E402
+from wasitls.component.linker import HostInterface, HostLinker  # noqa: E402
 from wasitls.component.values import Err, Variant  # noqa: E402
 
 # An export that calls `wasi:clocks/monotonic-clock.now` n times in a loop.

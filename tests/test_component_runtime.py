@@ -24,7 +24,7 @@ from wasitls.component import binary
 from wasitls.component.compile_cache import CompileCache
 from wasitls.component.errors import ComponentError, GuestTrap, UnservedImports
 from wasitls.component.fast import FastBackend
-from wasitls.component.host import HostInterface, HostLinker
+from wasitls.component.linker import HostInterface, HostLinker
 from wasitls.component.values import Err, GuestExit, Ok, Some, Trap, Variant
 from wasitls.component.reference import ReferenceBackend
 

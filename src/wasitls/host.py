@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping
 from .component.backend import Backend
 from .component.compile_cache import CompileCache, WasmFile
 from .component.errors import ComponentError, GuestTrap
-from .component.host import HostLinker, split_name
+from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink

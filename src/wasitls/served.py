@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 from .component.compile_cache import CompileCache
-from .component.host import HostInterface
+from .component.linker import HostInterface
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the packages whose `interfaces()` list what we serve, and the source trees the list depends on
@@ -60,7 +60,7 @@ def interface_table(cache_dir: Path | None = None) -> list[tuple[str, str, tuple
 def _tree_key() -> str:
     """What the table depends on: the packages' sources and the host base class, by path, size,
     mtime and inode (any edit, e.g. of wasi's MODULES list, changes the key)."""
-    files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "host.py"),
+    files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "linker.py"),
              os.path.join(_HERE, "component", "compile_cache.py")]  # a new file format changes the name
     for package in PACKAGES:
         for dirpath, dirnames, filenames in os.walk(os.path.join(_HERE, package)):

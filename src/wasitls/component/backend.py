@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .compile_cache import CompileCache, WasmFile
-from .host import HostLinker
+from .linker import HostLinker
 
 Progress = Callable[[str], None]
 

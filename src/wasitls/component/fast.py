@@ -11,7 +11,7 @@ from . import compile_cache as cc
 from .backend import Backend, ComponentInstance, LoadedComponent, Progress
 from .compile_cache import CompileCache, WasmFile
 from .errors import ComponentError, GuestTrap
-from .host import HostLinker, split_name
+from .linker import HostLinker, split_name
 from .runtime import CompiledModule, InstanceValue, Runtime
 from .values import Trap
 from .wasmtime_capi import WASMTIME_VERSION, trap_line

@@ -16,7 +16,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from . import compile_cache as cc
-from . import host as hostmod
+from . import linker as linking
 from .canonical import list_length
 from . import wasmtime_capi as capi
 from .backend import Backend, ComponentInstance, LoadedComponent
@@ -307,7 +307,7 @@ class ReferenceComponent(LoadedComponent):
         exports = self.comp.type.exports(self.backend.wasmtime_engine)
         return [name for name, ext in exports.items() if isinstance(ext.ty, wc.ComponentInstanceType)]
 
-    def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
+    def instantiate(self, linker: linking.HostLinker) -> "ReferenceInstance":
         wasmtime_engine = self.backend.wasmtime_engine
         store = wasmtime.Store(wasmtime_engine)
         res = _Resources()
@@ -326,11 +326,11 @@ class ReferenceComponent(LoadedComponent):
             for item_name, item in ty.exports(wasmtime_engine).items():
                 it = item.ty
                 if isinstance(it, wc.FuncType):
-                    fn = hostmod.host_function(impl, item_name)
+                    fn = linking.host_function(impl, item_name)
                     if fn is None:
                         missing.append(f"{name}#{item_name}")
                     items.append(("func", item_name, fn))
-                elif isinstance(it, wc.ResourceType) and hostmod.resource_class(impl, item_name) is not None:
+                elif isinstance(it, wc.ResourceType) and linking.resource_class(impl, item_name) is not None:
                     # resources the interface only `use`s from another are not ours to define here
                     items.append(("resource", item_name, None))
             plan.append((name, items))
@@ -406,7 +406,7 @@ class ReferenceInstance(ComponentInstance):
     def _dtor(self, _store: Any, rep: int) -> None:
         obj = self.conv.res.objects.pop(rep, None)
         if obj is not None:
-            hostmod.drop_object(obj)
+            linking.drop_object(obj)
 
     def _reraise_pending(self) -> None:
         pending, self._pending = self._pending, None
@@ -420,8 +420,8 @@ class ReferenceInstance(ComponentInstance):
         if interface is not None:
             name = interface
             if name not in self._exports:
-                base = hostmod.split_name(interface)[0]
-                name = next((n for n in self._exports if hostmod.split_name(n)[0] == base), interface)
+                base = linking.split_name(interface)[0]
+                name = next((n for n in self._exports if linking.split_name(n)[0] == base), interface)
             parent = self.instance.get_export_index(self.store, name)
             if parent is None:
                 raise ComponentError(f"component does not export {interface}")

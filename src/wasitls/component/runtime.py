@@ -19,7 +19,7 @@ from . import canonical as C
 from . import types as T
 from . import wasmtime_capi as capi
 from .errors import ComponentError, GuestTrap, UnservedImports
-from .host import HostLinker, host_function, resource_class
+from .linker import HostLinker, host_function, resource_class
 from .values import GuestExit, Trap
 from .wasmtime_capi import CoreCall, CoreExtern, LinearMemory
 
