@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
-from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, WasmFile
-from .component.host import HostLinker, split_name
+from .component.backend import Backend
+from .component.compile_cache import CompileCache, WasmFile
+from .component.errors import ComponentError, GuestTrap
+from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
@@ -23,16 +25,14 @@ class HostError(Exception):
     """Anything that stops a component from starting: one line for the person running it."""
 
 
-def make_engine(name: str) -> Engine:
+def make_backend(name: str) -> Backend:
+    """The component backend the `engine` option names ('fast' or 'reference')."""
     if name == "reference":
-        from .component.reference import ReferenceEngine
-        return ReferenceEngine()
+        from .component.reference import ReferenceBackend
+        return ReferenceBackend()
     if name == "fast":
-        try:
-            from .component.fast import FastEngine
-        except ImportError as e:
-            raise HostError(f"the fast engine is not available: {e}") from None
-        return FastEngine()
+        from .component.fast import FastBackend
+        return FastBackend()
     raise HostError(f"unknown engine {name!r} (choose 'fast' or 'reference')")
 
 
@@ -115,7 +115,7 @@ class Host:
     ):
         self.policy = _build_policy(policy, list(allow_net), list(allow_listen), list(dirs))
         self.env = _parse_env(env)
-        self.engine = make_engine(engine)
+        self.backend = make_backend(engine)
         self.cache = CompileCache.default() if cache else CompileCache(None)
         self.tls_options = {
             "ca_file": None if ca_file is None else str(ca_file),
@@ -197,7 +197,7 @@ class Host:
             except OSError as e:
                 raise HostError(f"cannot read {component}: {e.strerror}") from None
         try:
-            return self.engine.load(wasm, cache=self.cache, progress=self.progress)
+            return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
         except OSError as e:  # the file could be opened but not read
