@@ -39,12 +39,12 @@ def add_parser(sub: Any, add_guest_options: Any) -> None:
 
 
 def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
-    from .component.host import split_name
+    from .component.linker import split_name
     from .host import HostError
 
     if ns.workers > 1 and not os.environ.get("WASITLS_SERVE_WORKER"):
         return _supervise(ns.workers)
-    from .component.engine import ComponentError
+    from .component.errors import ComponentError
     from .http.server import Handlers, Server, ServeOptions, ServerTls
     from .tls_streams import GuestTls
     from .lifetime import Lifetime

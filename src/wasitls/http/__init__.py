@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 
 # the interfaces of wasi:http@0.2.9 we serve to guests, in WIT package order
 MODULES = ["types", "outgoing_handler"]

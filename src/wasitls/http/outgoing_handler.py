@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..component.values import Err, Variant
 from ..wasi.io.poll import Wait
 from ..wasi.io.streams import StreamClosed, StreamFailed

@@ -546,7 +546,7 @@ class Server:
     def run_handler(self, exchange: Exchange, method: bytes, target: str, authority: str | None, headers: list,
                     body: RequestBody, stream: ByteStream) -> bool:
         """Calls the guest for one request; False if the connection cannot carry another."""
-        from ..component.engine import GuestTrap
+        from ..component.errors import GuestTrap
 
         if self.tls is not None and stream.tls is not None:
             cert = self.tls.client_cert_header(stream.tls)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..component.values import Err, Ok, Trap, Variant
 from ..wasi.io.error import IoError
 from ..wasi.io.poll import Pollable, Wait
