@@ -4,10 +4,10 @@
     response-outparam ⇄ the guest's `handle`
 
 One thread per connection, so a slow client (a slowloris trickling its headers) holds only its own
-thread, and is cut off at --header-timeout. Requests run in at most --max-concurrent guest instances
-at a time, each request in a fresh instance as on `wasmtime serve` (--reuse-instances keeps them for the
-next request, unless one trapped); a trap gives the client a 500 and the server goes on. SIGTERM stops accepting, lets requests in flight
-finish (up to --grace seconds), then exits. --workers N runs N such processes on one port
+thread, and is cut off at --header-timeout. Requests run in at most --max-concurrent guest
+instances at a time, each request in a fresh instance as on `wasmtime serve` (--reuse-instances keeps
+them for the next request, unless one trapped); a trap gives the client a 500 and the server goes on.
+SIGTERM stops accepting, lets requests in flight finish (up to --grace seconds), then exits. --workers N runs N such processes on one port
 (SO_REUSEPORT), the kernel spreading connections among them.
 
 A verified client certificate (with --client-ca-file) reaches the guest as the `client-cert` request
@@ -43,19 +43,15 @@ SERVER_NAME = b"wasitls"
 
 class ServeOptions:
     def __init__(self, *, addr: str = "0.0.0.0:8080", max_concurrent: int = 16, header_timeout: float = 10.0,
-                 idle_timeout: float = 30.0, grace: float = 30.0, access_log: str | None = "-",
-                 identities: list[str] = (), client_ca: bool = False, max_connections: int = 1024):
+                 idle_timeout: float = 30.0, grace: float = 30.0, max_connections: int = 1024):
         host, _, port = addr.rpartition(":")
         self.host = host.strip("[]") or "0.0.0.0"
         self.port = int(port)
-        self.max_concurrent = max_concurrent
-        self.header_timeout = header_timeout
-        self.idle_timeout = idle_timeout
-        self.grace = grace
-        self.access_log = access_log
-        self.identities = list(identities)  # names of --identity entries the server presents
-        self.client_ca = client_ca
-        self.max_connections = max_connections
+        self.max_concurrent = max_concurrent  # requests in guest code at once
+        self.header_timeout = header_timeout  # for a request's head, once its first byte came
+        self.idle_timeout = idle_timeout  # a keep-alive connection waiting for its next request
+        self.grace = grace  # after SIGTERM, for the requests in flight
+        self.max_connections = max_connections  # open at once; more are closed as they come
 
 
 class Timeout(Exception):

@@ -2,6 +2,9 @@
 
     GET  /                 a greeting naming the method, path, scheme and authority it saw
     POST /echo             the request body streamed back, then a trailer x-received with its length
+    POST /splice           the request body streamed back by output-stream.splice: it never enters the
+                           guest (componentize-py's bindings keep each list<u8> argument, so a guest
+                           that copies 1 GiB through itself grows by 1 GiB, on any host)
     GET  /stream/N         N bytes of the pattern (byte i is i % 251), in 64 KiB writes
     GET  /sleep/MS         answers after MS milliseconds (a request in flight when the server stops)
     GET  /client-cert      the client-cert header the host set (RFC 9440), or "none"
@@ -76,6 +79,24 @@ class IncomingHandler(exports.IncomingHandler):
             types.IncomingBody.finish(body)
             out.__exit__(None, None, None)
             types.OutgoingBody.finish(out_body, types.Fields.from_list([("x-received", str(total).encode())]))
+        elif path == "/splice":
+            body = request.consume()
+            stream = body.stream()
+            response = types.OutgoingResponse(types.Fields.from_list([("content-type", b"application/octet-stream")]))
+            out_body = response.body()
+            types.ResponseOutparam.set(response_out, Ok(response))
+            out = out_body.write()
+            while True:
+                try:
+                    out.blocking_splice(stream, 1 << 20)
+                except Err as e:
+                    if isinstance(e.value, streams.StreamError_Closed):
+                        break
+                    raise
+            stream.__exit__(None, None, None)
+            types.IncomingBody.finish(body)
+            out.__exit__(None, None, None)
+            types.OutgoingBody.finish(out_body, None)
         elif path.startswith("/stream/"):
             size = int(path.split("/")[2])
             response = types.OutgoingResponse(types.Fields.from_list([("content-length", str(size).encode())]))
