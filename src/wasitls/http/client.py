@@ -390,7 +390,7 @@ class ClientExchange:
         self.end_sent = False
         # response
         self.response: tuple[int, list] | None = None
-        self.response_body = bytearray()
+        self.response_body = _Chunks()  # received, not yet read by the guest
         self.response_done = False
         self.response_trailers: list | None = None
         self.discard_body = False
@@ -470,7 +470,7 @@ class ClientExchange:
     def _receive(self) -> None:
         events: list = []
         while not self.response_done:
-            if self.response is not None and len(self.response_body) >= RESPONSE_BUFFER and not self.discard_body:
+            if self.response is not None and self.response_body.size >= RESPONSE_BUFFER and not self.discard_body:
                 break
             if not self.channel.receive(events):
                 break
@@ -487,7 +487,7 @@ class ClientExchange:
             self.response = (event[1], event[2])
             self._arm_between_bytes()
         elif kind == "data":
-            self.response_body += event[1]
+            self.response_body.append(event[1])
             self._arm_between_bytes()
         elif kind == "end":
             self.response_done = True
@@ -525,8 +525,7 @@ class ClientExchange:
                     self.channel.finish(self.client, ok=False)
 
     def take_body(self, n: int) -> bytes:
-        data = bytes(self.response_body[:n])
-        del self.response_body[:n]
+        data = self.response_body.take(n)
         if data and self.channel is not None:
             self.channel.consumed(len(data))
         return data
@@ -546,6 +545,47 @@ class ClientExchange:
         w = self.channel.wait(for_input=True)
         return Wait(also=w.also, read_fds=w.read_fds, write_fds=w.write_fds,
                     deadline_ns=_earliest(w.deadline_ns, self.deadline_ns))
+
+
+class _Chunks:
+    """Bytes in the order they came, taken from the front without moving the rest (a guest reading
+    8 KiB at a time from a 256 KiB read-ahead would otherwise shift it all at every read)."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.offset = 0  # into chunks[0]
+        self.size = 0
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def append(self, data: bytes) -> None:
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def take(self, n: int) -> bytes:
+        """At most n bytes, from one chunk (a read may return less than it asked for)."""
+        if not self.chunks or n <= 0:
+            return b""
+        head = self.chunks[0]
+        start = self.offset
+        end = min(len(head), start + n)
+        if start == 0 and end == len(head):
+            data = head
+        else:
+            data = head[start:end]
+        if end == len(head):
+            self.chunks.popleft()
+            self.offset = 0
+        else:
+            self.offset = end
+        self.size -= len(data)
+        return data
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.offset = self.size = 0
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
