@@ -257,3 +257,27 @@ def test_requests_in_a_python_guest(build_guest, tls, pki):
         f"get 200 application/octet-stream 1000 {pattern_digest(1000)} history=[302]",  # requests follows it
         "error ConnectionError",  # the certificate does not name 127.0.0.1
     ]
+
+
+def test_py_client_connect_timeout(py_client):
+    # a listener whose accept queue is full drops further SYNs: the connect hangs until the timeout
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    try:
+        code, out, err = wasitls(py_client, "connect-timeout", f"http://127.0.0.1:{port}/", "300",
+                                 options=["--allow-net", "127.0.0.1"])
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+    assert code == 0, err
+    assert out == "error ErrorCode_ConnectionTimeout\n"
