@@ -122,6 +122,7 @@ def test_plain_http11_keep_alive_and_bodies(plain, tmp_path):
     assert (tmp_path / "a").read_text() == "hello from a Python handler: GET / http 127.0.0.1:%d\n" % plain.port
     assert (tmp_path / "c").read_bytes() == upload.read_bytes()
     assert b"Re-using existing connection" in r.stderr  # keep-alive: one connection for all three
+    assert b"< HTTP/1.1 100 Continue" in r.stderr  # curl sends a large body with Expect: 100-continue
     time.sleep(0.1)
     lines = plain.access_lines()[before:]
     assert [l.split('"')[1] for l in lines] == ["GET / HTTP/1.1", "GET / HTTP/1.1", "POST /echo HTTP/1.1"]

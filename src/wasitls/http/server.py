@@ -523,6 +523,9 @@ class Server:
                     start: float) -> bool:
         headers = [(n, v) for n, v in req.headers.raw_items() if n.lower() not in CLIENT_CERT_HEADERS]
         authority = next((v.decode("latin-1") for n, v in headers if n.lower() == b"host"), None)
+        if conn.client_is_waiting_for_100_continue:
+            # the body is welcome (as http.server answers `Expect: 100-continue` at once)
+            stream.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         exchange = H1Exchange(stream, conn)
         source = H1RequestSource(conn, stream)
         body = RequestBody(source)
