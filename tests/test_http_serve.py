@@ -117,7 +117,7 @@ def test_plain_http11_keep_alive_and_bodies(plain, tmp_path):
     upload = tmp_path / "upload.bin"
     upload.write_bytes(os.urandom(3 << 20))
     r = curl("--http1.1", "-v", plain.url("/"), "-o", str(tmp_path / "a"), plain.url("/"), "-o", str(tmp_path / "b"),
-             "--next", "--http1.1", "--data-binary", f"@{upload}", plain.url("/echo"), "-o", str(tmp_path / "c"))
+             "--next", "--http1.1", "-v", "--data-binary", f"@{upload}", plain.url("/echo"), "-o", str(tmp_path / "c"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "a").read_text() == "hello from a Python handler: GET / http 127.0.0.1:%d\n" % plain.port
     assert (tmp_path / "c").read_bytes() == upload.read_bytes()
