@@ -525,7 +525,7 @@ class Server:
         authority = next((v.decode("latin-1") for n, v in headers if n.lower() == b"host"), None)
         if conn.client_is_waiting_for_100_continue:
             # the body is welcome (as http.server answers `Expect: 100-continue` at once)
-            stream.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            stream.send(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
         exchange = H1Exchange(stream, conn)
         source = H1RequestSource(conn, stream)
         body = RequestBody(source)
