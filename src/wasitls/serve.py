@@ -42,6 +42,11 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
     from .component.linker import split_name
     from .host import HostError
 
+    _, sep, port = ns.addr.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise HostError(f"--addr {ns.addr!r}: expected HOST:PORT")
+    if ns.workers < 1 or ns.max_concurrent < 1:
+        raise HostError("--workers and --max-concurrent take a number of at least 1")
     if ns.workers > 1 and not os.environ.get("WASITLS_SERVE_WORKER"):
         return _supervise(ns.workers)
     from .component.errors import ComponentError
@@ -80,7 +85,7 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
     gc.freeze()  # the loaded component and host code live as long as the server: keep them out of GC passes
     server = Server(options, handlers, tls, _access_log(ns.access_log))
     try:
-        listener = server.bind()
+        listener = server.bind(reuse_port=bool(os.environ.get("WASITLS_SERVE_WORKER")))
     except OSError as e:
         raise HostError(f"cannot listen on {ns.addr}: {e.strerror}") from None
     address = listener.getsockname()

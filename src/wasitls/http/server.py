@@ -394,11 +394,12 @@ class Server:
         self.connections = threading.BoundedSemaphore(options.max_connections)
         self.listener: socket.socket | None = None
 
-    def bind(self) -> socket.socket:
+    def bind(self, *, reuse_port: bool = False) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # --workers: one port, many processes
+        if reuse_port:  # --workers: one port, many processes (only then: a second server is an error)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.options.host, self.options.port))
         sock.listen(1024)
         self.listener = sock
