@@ -293,3 +293,17 @@ def test_a_1_gib_body_streams_through_without_piling_up(py_handler, tmp_path):
         assert int(status.split()[1]) < 300 * 1024, status
     finally:
         served.stop()
+
+
+def test_bad_input_is_one_line(py_handler, build_guest, plain):
+    command = build_guest("http_py_client")  # a command, not a handler
+    for args, message in (
+        (["--addr", "nonsense", str(py_handler)], "--addr 'nonsense': expected HOST:PORT"),
+        (["--addr", "127.0.0.1:0", str(command)], "exports no wasi:http/incoming-handler"),
+        (["--addr", "127.0.0.1:0", "--client-ca-file", str(py_handler), str(py_handler)], "needs TLS"),
+        (["--addr", f"127.0.0.1:{plain.port}", str(py_handler)], "Address already in use"),
+    ):
+        r = subprocess.run([sys.executable, "-m", "wasitls", "serve", *args], capture_output=True, text=True,
+                           timeout=STARTUP)
+        lines = [l for l in r.stderr.splitlines() if not l.startswith("wasitls: compiling")]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
