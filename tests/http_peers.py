@@ -76,6 +76,11 @@ class PatternHandler(http.server.BaseHTTPRequestHandler):
             body = b"chunked body with a trailer\n"
             self.wfile.write(b"%x\r\n%s\r\n0\r\nx-checksum: %s\r\n\r\n" % (len(body), body,
                                                                           hashlib.sha256(body).hexdigest()[:8].encode()))
+        elif path.startswith("/json"):
+            import json
+            body = json.dumps({"method": "GET", "x-test": self.headers.get("x-test"),
+                               "accept": self.headers.get("accept")}).encode()
+            self._reply(200, body, [("content-type", "application/json")])
         elif path.startswith("/stall"):
             self.rfile.read(1)  # never answers: the client's first-byte timeout fires
         elif path.startswith("/cut"):

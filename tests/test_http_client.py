@@ -77,6 +77,14 @@ def test_js_fetch_plain_http_matches_wasmtime(js_fetch, plain, wasmtime_cli):
     assert "get error TypeError" in out  # connection refused
 
 
+def test_js_fetch_in_parallel_and_json(js_fetch, tls, pki):
+    base = f"https://localhost:{tls.port}"
+    code, out, err = wasitls(js_fetch, "parallel", f"{base}/pattern/300000", "6", "json", f"{base}/json",
+                             options=["--allow-net", "localhost", "--ca-file", str(pki.ca_pem)])
+    assert code == 0, err
+    assert out == "parallel " + " ".join(["200:300000"] * 6) + "\njson 200 accept,method,x-test\n"
+
+
 def test_js_fetch_https_private_ca(js_fetch, tls, pki, wasmtime_cli):
     base = f"https://localhost:{tls.port}"
     args = ["get", f"{base}/pattern/{BIG}", "post", f"{base}/echo", str(BIG // 2), "text", f"{base}/"]

@@ -5,6 +5,8 @@
 //   post URL SIZE       POST SIZE bytes of the pattern as a streamed body; print the server's reply
 //   text URL            GET and print the body as text
 //   head URL            HEAD, print status and content-length
+//   parallel URL N      N fetches of URL at once (Promise.all), then their statuses and body sizes
+//   json URL            GET, parse the body as JSON, print its keys
 import { getArguments } from "wasi:cli/environment@0.2.9";
 import { getStdout } from "wasi:cli/stdout@0.2.9";
 
@@ -68,6 +70,15 @@ async function command(cmd, url, arg) {
     });
     const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/octet-stream" } });
     say(`post ${r.status} ${(await r.text()).trim()}`);
+  } else if (cmd === "parallel") {
+    const n = Number(arg);
+    const bodies = await Promise.all(
+      Array.from({ length: n }, () => fetch(url).then(async (r) => [r.status, (await r.arrayBuffer()).byteLength])),
+    );
+    say(`parallel ${bodies.map(([s, len]) => `${s}:${len}`).join(" ")}`);
+  } else if (cmd === "json") {
+    const r = await fetch(url, { headers: { accept: "application/json", "x-test": "js" } });
+    say(`json ${r.status} ${Object.keys(await r.json()).sort().join(",")}`);
   } else if (cmd === "post-bytes") {
     const size = Number(arg);
     const r = await fetch(url, { method: "POST", body: pattern(0, size), headers: { "x-test": "bytes" } });
@@ -82,7 +93,7 @@ async function main() {
   for (let i = 0; i < args.length; ) {
     const cmd = args[i++];
     const url = args[i++];
-    const arg = cmd === "post" || cmd === "post-bytes" ? args[i++] : undefined;
+    const arg = ["post", "post-bytes", "parallel"].includes(cmd) ? args[i++] : undefined;
     try {
       await command(cmd, url, arg);
     } catch (e) {
