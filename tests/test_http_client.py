@@ -256,6 +256,7 @@ def test_requests_in_a_python_guest(build_guest, tls, pki):
     base = f"https://localhost:{tls.port}"
     code, out, err = wasitls(wasm, "get", f"{base}/pattern/{3 << 20}", "post", f"{base}/echo", "300000",
                              "get", f"{base}/redirect", "get", f"https://127.0.0.1:{tls.port}/",
+                             "stream", f"{base}/pattern/{5 << 20}", "timeout", f"{base}/stall",
                              options=["--allow-net", "localhost", "--allow-net", "127.0.0.1", "--ca-file",
                                       str(pki.ca_pem)])
     assert code == 0, err
@@ -264,6 +265,10 @@ def test_requests_in_a_python_guest(build_guest, tls, pki):
         f"post 200 received 300000 {pattern_digest(300000)}",
         f"get 200 application/octet-stream 1000 {pattern_digest(1000)} history=[302]",  # requests follows it
         "error ConnectionError",  # the certificate does not name 127.0.0.1
+        f"stream 200 {5 << 20}",
+        # request-options' first-byte timeout: connection-read-timeout, which requests-wasi-http 0.1.0 calls
+        # ConnectTimeout (it looks for "firstbyte" in the case's name, which no error-code case has)
+        "error ConnectTimeout",
     ]
 
 

@@ -3,7 +3,8 @@
 Usage: http_py_requests COMMAND URL [ARG] ...
   get URL          print status, content-type and the body's length and sha256
   post URL SIZE    POST SIZE bytes of the pattern (byte i is i % 251), print the reply
-  json URL         GET and print the JSON body's keys
+  stream URL       GET with stream=True, counting the bytes iter_content yields
+  timeout URL      GET with a 0.3 s timeout
 A failure prints `error <requests exception class>`.
 """
 
@@ -42,6 +43,13 @@ class Run(exports.Run):
                     data = (PATTERN * (size // 251 + 1))[:size]
                     r = session.post(url, data=data, timeout=30)
                     print(f"post {r.status_code} {r.text.strip()}")
+                elif cmd == "stream":
+                    with session.get(url, stream=True, timeout=30) as r:
+                        total = sum(len(chunk) for chunk in r.iter_content(1 << 16))
+                    print(f"stream {r.status_code} {total}")
+                elif cmd == "timeout":
+                    r = session.get(url, timeout=0.3)
+                    print(f"timeout {r.status_code}")
                 else:
                     print(f"unknown command {cmd}")
             except requests.RequestException as e:
