@@ -23,16 +23,19 @@ MiB = 1 << 20
 CREDENTIAL_LIMIT = 8 * MiB
 # a component: the largest guests we know (componentize-py, with CPython inside) are ~40 MiB
 COMPONENT_LIMIT = 1024 * MiB
+_KIND = {CREDENTIAL_LIMIT: "a certificate, key or passphrase file", COMPONENT_LIMIT: "a component"}
 
 
 class InputFileError(OSError):
     """A named input that is not a regular file, or is larger than its kind allows."""
 
 
-def _size_text(n: int) -> str:
-    if n >= 1024 * MiB and n % (1024 * MiB) == 0:
-        return f"{n // (1024 * MiB)} GiB"
-    return f"{n // MiB} MiB" if n >= MiB else f"{n} bytes"
+def _too_large(limit: int, name: str) -> InputFileError:
+    if limit >= 1024 * MiB and limit % (1024 * MiB) == 0:
+        size = f"{limit // (1024 * MiB)} GiB"
+    else:
+        size = f"{limit // MiB} MiB" if limit >= MiB else f"{limit} bytes"
+    return InputFileError(errno.EFBIG, f"larger than {size}, the limit for {_KIND.get(limit, 'such a file')}", name)
 
 
 def open_input(path: str | os.PathLike, limit: int) -> tuple[BinaryIO, os.stat_result]:
@@ -44,11 +47,11 @@ def open_input(path: str | os.PathLike, limit: int) -> tuple[BinaryIO, os.stat_r
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", name)
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
         if not stat.S_ISREG(st.st_mode):
-            raise InputFileError(0, "not a regular file", name)
+            raise InputFileError(errno.EINVAL, "not a regular file", name)
         if st.st_size > limit:
-            raise InputFileError(0, f"larger than {_size_text(limit)}, the limit for such a file", name)
+            raise _too_large(limit, name)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), st
     except BaseException:
@@ -60,7 +63,7 @@ def read_bounded(file: BinaryIO, name: str, limit: int) -> bytes:
     """All of an open input file, refused if it has grown beyond `limit` since it was opened."""
     data = file.read(limit + 1)
     if len(data) > limit:
-        raise InputFileError(0, f"larger than {_size_text(limit)}, the limit for such a file", name)
+        raise _too_large(limit, name)
     return data
 
 
@@ -87,7 +90,7 @@ def open_output_append(path: str | os.PathLike) -> TextIO:
     try:
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
-            raise InputFileError(0, "not a regular file, FIFO or character device", name)
+            raise InputFileError(errno.EINVAL, "not a regular file, FIFO or character device", name)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "a", buffering=1, encoding="ascii")
     except BaseException:
