@@ -15,6 +15,7 @@ from .component.compile_cache import CompileCache, WasmFile
 from .component.errors import ComponentError, GuestTrap
 from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
+from .inputfiles import InputFileError
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
@@ -165,6 +166,8 @@ class Host:
             try:
                 # opened now, read only if the compile cache does not already know this file
                 wasm = WasmFile(component)
+            except InputFileError as e:  # a device, a FIFO, a socket; or larger than any component
+                raise HostError(f"{component}: {e.strerror}") from None
             except FileNotFoundError:
                 raise HostError(f"no such file: {component}") from None
             except IsADirectoryError:
@@ -175,6 +178,8 @@ class Host:
             return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
+        except InputFileError as e:  # it grew past the bound while we read it
+            raise HostError(f"{component}: {e.strerror}") from None
         except OSError as e:  # the file could be opened but not read
             raise HostError(f"cannot read {component}: {e.strerror}") from None
         finally:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from ..inputfiles import open_output_append, read_input
 
 if TYPE_CHECKING:
     from .trust import TrustStore
@@ -29,7 +30,7 @@ class KeyLog:
         self.path = path
         self.lock = threading.Lock()
         try:
-            self.file = open(path, "a", buffering=1)
+            self.file = open_output_append(path)
         except OSError as e:
             raise TlsConfigError(f"--tls-keylog {path}: {e.strerror}") from None
 
@@ -100,8 +101,7 @@ class LazyTlsSettings(TlsSettings):
 def _check_pem_file(option: str, path: str, marker: bytes) -> None:
     """The cheap part of validating a PEM file: it can be read and holds a block of the right kind."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_input(path)
     except OSError as e:
         raise TlsConfigError(f"{option} {path}: {e.strerror}") from None
     if marker not in data:
@@ -127,9 +127,9 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
         if len(files) not in (2, 3):
             raise TlsConfigError(f"identity {name!r}: expected key, certificate[, passphrase file]")
         try:
-            key_data, cert_data = (Path(f).read_bytes() for f in files[:2])
+            key_data, cert_data = (read_input(f) for f in files[:2])
             # The passphrase file's content, without a final newline, is the passphrase.
-            passphrase = Path(files[2]).read_bytes().rstrip(b"\r\n") if len(files) == 3 else None
+            passphrase = read_input(files[2]).rstrip(b"\r\n") if len(files) == 3 else None
         except OSError as e:
             raise TlsConfigError(f"identity {name!r}: {e.filename}: {e.strerror}") from None
         try:

@@ -10,8 +10,8 @@ import os
 import ssl
 import threading
 import weakref
-from pathlib import Path
 
+from ..inputfiles import read_input
 from . import openssl as o
 
 
@@ -104,7 +104,7 @@ class TrustStore:
     def from_pem_file(cls, path: str | os.PathLike) -> TrustStore:
         """Exactly the roots of a `ca_file` PEM bundle."""
         try:
-            data = Path(path).read_bytes()
+            data = read_input(path)
         except OSError as exc:
             raise TrustError(f"cannot read CA file {os.fspath(path)!r}: {exc.strerror}") from exc
         return cls.from_pem(data, description=f"CA file {os.fspath(path)!r}")
