@@ -477,17 +477,55 @@ class TlsConnection:
         if trace is None:
             return
         e = self._engine
-        subject = issuer = "-"
+        subject = issuer = None
         if e.handshake_complete and e.peer_identity is not None:
             subject, issuer = _names(e.peer_identity.export_x509_chain()[0])
         hs = "-" if self.handshake_seconds is None else f"{self.handshake_seconds * 1000:.1f}ms"
         role = "" if self.role == "client" else f"role={self.role} "
-        trace(f"tls: {role}server={e.server_name or '-'} version={e.protocol_name or '-'}"
-              f" cipher={e.cipher_suite_name or '-'} subject={subject!r} issuer={issuer!r}"
-              f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={how}")
+        alpn = e.alpn_id if e.handshake_complete else None
+        trace(f"tls: {role}server={trace_field(e.server_name)} version={e.protocol_name or '-'}"
+              f" cipher={e.cipher_suite_name or '-'} alpn={trace_field(alpn)}"
+              f" subject={trace_field(subject, quoted=True)} issuer={trace_field(issuer, quoted=True)}"
+              f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={_escaped(how, specials='')}")
+
+
+# Characters a trace field shows as they are; anything else (a space, '=', a quote) gets it quoted.
+_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:*/")
+
+
+def _escaped(text: str, specials: str = "'\\") -> str:
+    """Printable ASCII as it is (but `specials`, backslashed), everything else as a Python escape:
+    a remote peer's bytes never reach the operator's terminal or log as control codes."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in specials:
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def trace_field(value: str | bytes | None, *, quoted: bool = False) -> str:
+    """One trace field holding text a peer chose (SNI, ALPN id, certificate names): "-" for none,
+    the text itself when it is a plain token, else a quoted Python literal ('...') with every
+    control byte, non-ASCII character and quote escaped. Every such field goes through here."""
+    if value is None:
+        return "-"
+    text = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+    if not quoted and text and all(ch in _BARE for ch in text):
+        return text
+    return f"'{_escaped(text)}'"
 
 
 def _names(der: bytes) -> tuple[str, str]:
+    """The subject and issuer of a DER certificate (RFC 4514), unescaped: trace_field escapes them."""
     try:
         from cryptography import x509
         cert = x509.load_der_x509_certificate(der)

@@ -971,10 +971,14 @@ class ServerEngine(_Engine):
         return ClientHelloReceived(server_name, alpn_ids, suites)
 
     def _on_alpn_select(self, out, outlen, offered, offered_len) -> int:
+        if not self._alpn_ids:  # a server that configured no ids does not do ALPN: ignore the offer
+            return o.SSL_TLSEXT_ERR_NOACK
         client_ids = set(_parse_alpn_list(ctypes.string_at(offered, offered_len)))
         for wanted, buffer in zip(self._alpn_ids, self._alpn_buffers):
             if wanted in client_ids:  # the server's order of preference decides
                 out[0] = ctypes.addressof(buffer)
                 outlen[0] = len(wanted)
                 return o.SSL_TLSEXT_ERR_OK
-        return o.SSL_TLSEXT_ERR_NOACK
+        # RFC 7301 3.2: a server that supports none of the client's protocols SHALL send a fatal alert
+        self._reason = "no ALPN id in common with the client (no_application_protocol sent)"
+        return o.SSL_TLSEXT_ERR_ALERT_FATAL

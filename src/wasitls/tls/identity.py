@@ -96,7 +96,7 @@ def _parse_certificates(chain: bytes | Sequence[bytes]) -> list[int]:
                 try:
                     found = parse_pem_certificates(blob)
                 except ValueError as e:
-                    raise IdentityError(f"certificate {index}: {e}") from None
+                    raise IdentityError(f"certificate {index}: no valid PEM CERTIFICATE block ({e})") from None
                 if not found:
                     raise IdentityError(f"certificate {index}: no valid PEM CERTIFICATE block")
                 certs.extend(found)
