@@ -101,6 +101,11 @@ CLIENT_SCENARIOS = {
         finish-after-drop=err""", "nothing"),
     "c-drop-connection-pending": ("""
         verify-get=err""", "nothing"),
+    # issue 10 F14: once the connection is dropped, finish's future is an error even when the
+    # handshake had completed (it used to hand out streams over a released connection)
+    "c-drop-connection-before-get": ("""
+        finish=ready
+        finish-get-after-drop=err""", "handshake only"),
     # The plaintext streams hold the connection (src/wasitls/wasitls_tls/tls.py): they work on.
     "c-drop-connection-after-finish": ("""
         finish=ok
@@ -141,6 +146,8 @@ def test_client_misuse(misuse, pkis, _fast_engine):
             assert (view.error, view.received) == (None, b"GET / HTTP/1.1\r\n\r\n"), name
         elif seen == "alert":
             assert "ALERT" in str(view.error).upper() and view.received == b"", (name, view.error)
+        elif seen == "handshake only":  # the handshake completed, then the connection ended: no data
+            assert view.handshake_done.is_set() and view.received == b"", (name, view.error)
         else:  # the connection ended before any TLS record: an EOF, no data
             assert isinstance(view.error, (ssl.SSLError, OSError)) and view.received == b"", (name, view.error)
     assert len([line for line in run.err.splitlines() if line.startswith("tls: ")]) == len(names), run.err

@@ -406,9 +406,14 @@ class TlsConnection:
         return max(0, WRITE_LIMIT - queued)
 
     def write(self, data: bytes | memoryview) -> None:
+        if self.failure is not None:
+            raise StreamFailed(self.failure)
         view = memoryview(data)
         while view:
-            taken = self._engine.send_plaintext(view)
+            try:
+                taken = self._engine.send_plaintext(view)
+            except tls_engine.TLSUsageError as e:  # a stream error for the guest, never a trap
+                raise StreamFailed(str(e)) from None
             if not taken:
                 raise StreamFailed(self._engine.failure or "the TLS connection refused the data")
             view = view[taken:]
@@ -456,6 +461,9 @@ class TlsConnection:
     def release(self) -> None:
         self._end(self._how_it_ended("dropped by the guest"))
         self._engine.release()
+        # whatever still refers to the connection (a future of finish) sees a failure, never a live one
+        self._fail("the connection was dropped")
+        self._wire.outgoing.clear()
 
     def _how_it_ended(self, otherwise: str) -> str:
         if self.error is not None:

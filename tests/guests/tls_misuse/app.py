@@ -203,6 +203,20 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             conn = None
             drop(s.resolve("verify-get", fut), fut)
             drop(hs)
+        elif name == "c-drop-connection-before-get":
+            # issue 10 F14: the handshake completed, the connection is dropped, then `get`
+            hs = conn.connect(server_name)
+            done = tls.ClientHandshake.finish(hs)
+            while True:
+                with done.subscribe() as p:
+                    if p.ready():
+                        break
+                    p.block()
+            s.say("finish", "ready")
+            drop(conn)
+            conn = None
+            streams = s.resolve("finish-get-after-drop", done)
+            drop(done)
         elif name == "c-drop-connection-after-finish":
             hs = conn.connect(server_name)
             tls_in, tls_out = finish_client(s, hs)
