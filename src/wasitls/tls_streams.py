@@ -37,6 +37,9 @@ from .wasi.io.streams import MAX_READ, StreamClosed, StreamFailed
 WRITE_LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
 RECORD_SLACK = 1 << 14  # raw bytes read beyond the plaintext wanted: record headers and tags
 CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
+# Raw bytes one readiness check feeds the engine: a peer streaming records cannot keep the host in
+# one poll call; poll goes round (other pollables are served) and comes back at once.
+TURN_BYTES = 1 << 16
 
 # The handshake's points where the engine stops, in the draft API's terms.
 _POINT_OF_PAUSE = {
@@ -101,6 +104,7 @@ class _Wire:
         self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
         self.raw_eof = False
         self.send_error: str | None = None
+        self.cut_short = False  # the last turn stopped at TURN_BYTES: more input may be waiting
 
     def send(self) -> None:
         data = self._engine.data_to_send()
@@ -124,11 +128,11 @@ class _Wire:
         if self.send_error is not None:
             self.outgoing.clear()
 
-    def receive(self, max_bytes: int) -> bool:
-        """Feeds what the raw input has now (at most max_bytes) into the engine; True if anything
-        (data or an end) came."""
+    def receive(self, max_bytes: int) -> int:
+        """Feeds what the raw input has now (at most max_bytes) into the engine; the byte count,
+        1 for an end, 0 if nothing came."""
         if self.raw_eof:
-            return False
+            return 0
         try:
             data = self.raw_in.read(max_bytes)
         except StreamClosed:
@@ -139,12 +143,15 @@ class _Wire:
             self._engine.connection_reset()
         else:
             if not data:
-                return False
+                return 0
             # a raw source may lend a view of its buffer (TLS inside TLS): the engine takes bytes
             self._engine.receive_data(data if isinstance(data, bytes) else bytes(data))
-        return True
+            return len(data)
+        return 1
 
     def wait(self, *, for_input: bool) -> Wait:
+        if for_input and self.cut_short:
+            return Wait(deadline_ns=0)  # the turn stopped early, not for want of input: come back now
         sources: list[Any] = []
         if for_input and not self.raw_eof:
             sources.append(self.raw_in)
@@ -215,10 +222,20 @@ class TlsConnection:
         return self.error
 
     def _pump(self, until: Callable[[], bool]) -> None:
-        """One non-blocking round: send what is queued, read raw input until `until()` holds."""
+        """One non-blocking turn: send what is queued, read raw input until `until()` holds, at most
+        TURN_BYTES of it."""
         wire = self._wire
         wire.send()
-        while not until() and wire.receive(RECORD_SLACK):
+        wire.cut_short = False
+        taken = 0
+        while not until():
+            if taken >= TURN_BYTES:
+                wire.cut_short = True
+                break
+            got = wire.receive(RECORD_SLACK)
+            if not got:
+                break
+            taken += got
             self._absorb_events()
             wire.send()  # a record may need an answer (handshake messages, key updates)
         wire.send()

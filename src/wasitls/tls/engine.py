@@ -59,6 +59,9 @@ from .trust import TrustStore
 TLS1_2 = o.TLS1_2_VERSION
 TLS1_3 = o.TLS1_3_VERSION
 MAX_SEND = 1 << 20  # plaintext accepted per send_plaintext call, so ciphertext cannot pile up unbounded
+# Raw bytes a handshake may take from the peer before it is failed: OpenSSL bounds each message
+# (a certificate chain to 100 KiB), not a stream of tiny records it accepts and ignores.
+MAX_HANDSHAKE_BYTES = 1 << 18
 READ_BUFFER = 1 << 16
 
 
@@ -432,6 +435,10 @@ class _Engine:
                 # parsed) and only names the failure, if any, by these first bytes.
                 self._not_tls = f"peer does not speak TLS ({_preview(data)})"
         self.bytes_received += len(data)
+        if not self.handshake_complete and self.bytes_received > MAX_HANDSHAKE_BYTES:
+            self._fail(f"the peer sent over {MAX_HANDSHAKE_BYTES >> 10} KiB without completing the handshake"
+                       " (a flood of handshake records?)")
+            return
         o.BIO_write(self._rbio, data, len(data))
 
     def connection_reset(self) -> None:
