@@ -3,6 +3,7 @@ dropped parent; prints what each returned.
 
 Usage:
   tls_misuse client HOST PORT SERVER_NAME SCENARIO... [--id=SPEC --id2=SPEC]   each on a fresh connection
+      (a SCENARIO `random-<seed>` is a random sequence of calls, the same for the same seed)
   tls_misuse server PORT SCENARIO... --id=SPEC          each scenario on the next accepted connection
   tls_misuse identity LABEL=SPEC...                     private-identity.parse / identities.get
 
@@ -13,9 +14,11 @@ or for a future's `get`: `pending`, `ok`, `err` (resolved with an error), `consu
 Every scenario ends with `<scenario>.end`.
 """
 
+import random
+
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import environment, tls
+from wit_world.imports import environment, monotonic_clock, poll, tls
 
 import guestnet
 from tlsguest import (Failed, accept, close_socket, describe_get, fail, fingerprint, fmt_alpn, fmt_u16, leaf_of,
@@ -94,7 +97,10 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
     conn = tls.ClientConnection(rx, tx)
     streams = None
     try:
-        if name == "c-connect-twice":
+        if name.startswith("random-"):
+            random_client(s, random.Random(int(name[len("random-"):])), conn, server_name)
+            conn = None  # random_client dropped it
+        elif name == "c-connect-twice":
             hs = s.attempt("connect", conn.connect, server_name)
             s.attempt("connect-again", conn.connect, server_name)
             streams = finish_client(s, hs)
@@ -281,6 +287,120 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
         drop(conn)
         close_socket(sock)
     s.say("end", "")
+
+
+# -- random sequences (tests/test_reliability_tls.py) ---------------------------------------------------
+
+RANDOM_STEPS = 14
+WAIT_NS = 10_000_000_000  # a future not ready within 10 s is reported as `hang`, a host bug
+
+
+def wait_or_hang(pollable) -> bool:
+    """Block on pollable beside a timer; False if the timer came first."""
+    with monotonic_clock.subscribe_duration(WAIT_NS) as timer:
+        return 0 in poll.poll([pollable, timer])
+
+
+def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> None:
+    """A random sequence of wasitls:tls client calls; every outcome printed, none may trap. Only what
+    the guest itself must never do is avoided: using a handshake after finish or abort (the bindings
+    consume it) and answering a certificate request late (a documented trap)."""
+    hs = None
+    handshake_used = False
+    futures: list = []  # (kind, future)
+    streams = None
+    for step in range(RANDOM_STEPS):
+        # repeats weigh the choice: dropping the connection early would end most sequences at once
+        ops = ["facts"] + ["drop-conn"] * (step >= 4) if conn is not None else []
+        if conn is not None and not handshake_used and hs is None:
+            ops += ["connect"] * 6
+        if hs is not None:
+            ops += ["alpn", "verify", "verify", "request", "request", "finish", "finish", "abort", "drop-hs"]
+        if futures:
+            ops += ["get"] * 3 + ["get-now", "drop-future"]
+        if streams is not None:
+            ops += ["write", "write", "read", "read", "drop-streams"]
+        if not ops:
+            break
+        op = rng.choice(ops)
+        tag = f"{step}.{op}"
+        if op == "connect":
+            hs = s.attempt(tag, conn.connect, server_name)
+            handshake_used = hs is not None
+        elif op == "facts":
+            s.facts(tag, conn)
+        elif op == "drop-conn":
+            drop(conn)
+            conn = None
+            s.say(tag, "dropped")
+        elif op == "alpn":
+            s.attempt(tag, hs.configure_alpn_ids, [b"h2"] if rng.random() < 0.5 else [])
+        elif op in ("verify", "request"):
+            call = hs.verify_server_identity if op == "verify" else hs.receive_client_identity_request
+            fut = s.attempt(tag, call)
+            if fut is not None:
+                futures.append((op, fut))
+        elif op == "finish":
+            futures.append(("finish", tls.ClientHandshake.finish(hs)))
+            hs = None
+            s.say(tag, "called")
+        elif op == "abort":
+            with tls.ClientHandshake.abort(hs) as written:
+                s.say(tag, "written" if wait_or_hang(written) else "hang")
+            hs = None
+        elif op == "drop-hs":
+            drop(hs)
+            hs = None
+            s.say(tag, "dropped")
+        elif op in ("get", "get-now"):
+            index = rng.randrange(len(futures))
+            kind, fut = futures[index]
+            if op == "get":
+                with fut.subscribe() as p:
+                    if not wait_or_hang(p):
+                        s.say(tag, f"{kind}:hang")
+                        continue
+            got = fut.get()
+            s.say(tag, f"{kind}:{describe_get(got)}")
+            if got is not None and rng.random() < 0.7:  # mostly forget a read future; sometimes read it again
+                futures.pop(index)
+                drop(fut)
+            if got is not None and not isinstance(got, Err) and not isinstance(got.value, Err):
+                value = got.value.value
+                if kind == "finish":
+                    if streams is not None:
+                        drop(*streams)
+                    streams = value
+                elif kind == "request" and value is not None:
+                    drop(value)  # unanswered: no certificate
+                else:
+                    drop(value)
+        elif op == "drop-future":
+            kind, fut = futures.pop(rng.randrange(len(futures)))
+            drop(fut)
+            s.say(tag, "dropped")
+        elif op == "write":
+            tls_out = streams[1]
+            try:
+                permit = tls_out.check_write()
+                tls_out.write(b"x" * min(permit, 16))
+                s.say(tag, "ok")
+            except Err:
+                s.say(tag, "err")
+        elif op == "read":
+            try:
+                s.say(tag, f"ok:{len(streams[0].read(16))}")
+            except Err:
+                s.say(tag, "err")
+        elif op == "drop-streams":
+            drop(*streams)
+            streams = None
+            s.say(tag, "dropped")
+    if streams is not None:
+        drop(*streams)
+    for _, fut in futures:
+        drop(fut)
+    drop(hs, conn)
 
 
 # -- server scenarios -------------------------------------------------------------------------------
