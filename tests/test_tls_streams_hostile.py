@@ -75,3 +75,18 @@ def test_handshake_record_flood_is_bounded_per_turn_and_in_total(ca_file):
     rx.drop(), tx.drop(), sock.drop()
     assert done.result(30) < FLOOD_LIMIT  # the peer was cut off, not served to the end
     assert len(lines) == 1 and "ended=failed: the peer sent over 256 KiB without completing" in lines[0], lines
+
+
+def test_settings_failing_at_first_use_are_traced():
+    """Issue 10 F8: settings built at the first TLS use (only the system trust store now) that fail
+    are a bare error for the guest; the trace line says why instead of nothing."""
+    from wasitls.tls.config import LazyTlsSettings, TlsConfigError
+
+    def build():
+        raise TlsConfigError("cannot load system roots (/nowhere)")
+
+    lines: list[str] = []
+    tls = GuestTls(LazyTlsSettings(build=build, trace=lines.append, keylog=None), Lifetime())
+    with pytest.raises(ValueError):
+        tls.client("localhost", None, None)
+    assert lines == ["tls: settings failed: cannot load system roots (/nowhere)"]

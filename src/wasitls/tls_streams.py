@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from .lifetime import Lifetime
 from .tls import engine as tls_engine
+from .tls.config import TlsConfigError
 from .wasi.io.poll import Wait, wait_any
 from .wasi.io.streams import MAX_READ, StreamClosed, StreamFailed
 
@@ -65,11 +66,21 @@ class GuestTls:
 
     def client(self, server_name: str, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
         """A client connection to `server_name`; ValueError for an empty name or one with a NUL."""
-        engine = self.settings.client_engine(server_name, **options)
+        engine = self._engine(self.settings.client_engine, server_name, **options)
         return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
 
     def server(self, raw_in: Any, raw_out: Any) -> "TlsConnection":
-        return self._track(TlsConnection(self.settings, self.settings.server_engine(), raw_in, raw_out))
+        return self._track(TlsConnection(self.settings, self._engine(self.settings.server_engine), raw_in, raw_out))
+
+    def _engine(self, make: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        try:
+            return make(*args, **options)
+        except TlsConfigError as e:
+            # settings built at first use (the system trust store) failed: the guest gets a bare
+            # error value, the trace says why
+            if self.settings.trace is not None:
+                self.settings.trace(f"tls: settings failed: {e}")
+            raise
 
     def _track(self, conn: "TlsConnection") -> "TlsConnection":
         self.live.add(conn)
