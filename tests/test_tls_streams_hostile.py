@@ -5,7 +5,7 @@ completes is failed with a reason once it has taken MAX_HANDSHAKE_BYTES."""
 
 from __future__ import annotations
 
-import threading
+import time
 
 import pytest
 import trustme
@@ -59,14 +59,13 @@ def test_handshake_record_flood_is_bounded_per_turn_and_in_total(ca_file):
     conn = tls.client("localhost", rx.source, tx.sink)
     conn.advance()  # the ClientHello leaves
     handshake = conn.when(conn.handshake_settled)
-    polls = 0
+    give_up = time.monotonic() + 60  # a hang detector only: the peer floods for as long as it is read
     while not conn.handshake_settled():
         before = conn._engine.bytes_received
         ready = wait_any([handshake, Deadline(0)])  # the guest's other pollable: a timeout that has fired
         assert 1 in ready, "the timeout was not served"
         assert conn._engine.bytes_received - before <= TURN_BYTES + RECORD_SLACK
-        polls += 1
-        assert polls <= MAX_HANDSHAKE_BYTES // 1024, "the handshake was never failed"
+        assert time.monotonic() < give_up, "the handshake was never failed"
     assert "without completing the handshake" in conn.failure, conn.failure
     assert conn._engine.bytes_received <= MAX_HANDSHAKE_BYTES + RECORD_SLACK
     with pytest.raises(StreamFailed):
