@@ -3,7 +3,7 @@ dropped parent; prints what each returned.
 
 Usage:
   tls_misuse client HOST PORT SERVER_NAME SCENARIO... [--id=SPEC --id2=SPEC]   each on a fresh connection
-      (a SCENARIO `random-<seed>` is a random sequence of calls, the same for the same seed)
+      (a SCENARIO `random-<seed>`, client or server, is a random sequence of calls, the same for a seed)
   tls_misuse server PORT SCENARIO... --id=SPEC          each scenario on the next accepted connection
   tls_misuse identity LABEL=SPEC...                     private-identity.parse / identities.get
 
@@ -301,14 +301,81 @@ def wait_or_hang(pollable) -> bool:
         return 0 in poll.poll([pollable, timer])
 
 
+class RandomRun:
+    """What client and server sequences share: futures got early, late and twice, and streams."""
+
+    def __init__(self, s: Scenario, rng: random.Random):
+        self.s, self.rng = s, rng
+        self.futures: list = []  # (kind, future)
+        self.streams = None
+
+    def ops(self) -> list[str]:
+        ops = []
+        if self.futures:
+            ops += ["get"] * 3 + ["get-now", "drop-future"]
+        if self.streams is not None:
+            ops += ["write", "write", "read", "read", "drop-streams"]
+        return ops
+
+    def run(self, tag: str, op: str) -> None:
+        s, rng = self.s, self.rng
+        if op in ("get", "get-now"):
+            index = rng.randrange(len(self.futures))
+            kind, fut = self.futures[index]
+            if op == "get":
+                with fut.subscribe() as p:
+                    if not wait_or_hang(p):
+                        s.say(tag, f"{kind}:hang")
+                        return
+            got = fut.get()
+            s.say(tag, f"{kind}:{describe_get(got)}")
+            if got is not None and rng.random() < 0.7:  # mostly forget a read future; sometimes read it again
+                self.futures.pop(index)
+                drop(fut)
+            if got is not None and not isinstance(got, Err) and not isinstance(got.value, Err):
+                value = got.value.value
+                if kind == "finish":
+                    if self.streams is not None:
+                        drop(*self.streams)
+                    self.streams = value
+                else:
+                    drop(value)  # an identity, a client hello, or a request left unanswered
+        elif op == "drop-future":
+            kind, fut = self.futures.pop(rng.randrange(len(self.futures)))
+            drop(fut)
+            s.say(tag, "dropped")
+        elif op == "write":
+            tls_out = self.streams[1]
+            try:
+                permit = tls_out.check_write()
+                tls_out.write(b"x" * min(permit, 16))
+                s.say(tag, "ok")
+            except Err:
+                s.say(tag, "err")
+        elif op == "read":
+            try:
+                s.say(tag, f"ok:{len(self.streams[0].read(16))}")
+            except Err:
+                s.say(tag, "err")
+        elif op == "drop-streams":
+            drop(*self.streams)
+            self.streams = None
+            s.say(tag, "dropped")
+
+    def end(self) -> None:
+        if self.streams is not None:
+            drop(*self.streams)
+        for _, fut in self.futures:
+            drop(fut)
+
+
 def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> None:
     """A random sequence of wasitls:tls client calls; every outcome printed, none may trap. Only what
     the guest itself must never do is avoided: using a handshake after finish or abort (the bindings
     consume it) and answering a certificate request late (a documented trap)."""
+    run = RandomRun(s, rng)
     hs = None
     handshake_used = False
-    futures: list = []  # (kind, future)
-    streams = None
     for step in range(RANDOM_STEPS):
         # repeats weigh the choice: dropping the connection early would end most sequences at once
         ops = ["facts"] + ["drop-conn"] * (step >= 4) if conn is not None else []
@@ -316,10 +383,7 @@ def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> No
             ops += ["connect"] * 6
         if hs is not None:
             ops += ["alpn", "verify", "verify", "request", "request", "finish", "finish", "abort", "drop-hs"]
-        if futures:
-            ops += ["get"] * 3 + ["get-now", "drop-future"]
-        if streams is not None:
-            ops += ["write", "write", "read", "read", "drop-streams"]
+        ops += run.ops()
         if not ops:
             break
         op = rng.choice(ops)
@@ -339,9 +403,9 @@ def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> No
             call = hs.verify_server_identity if op == "verify" else hs.receive_client_identity_request
             fut = s.attempt(tag, call)
             if fut is not None:
-                futures.append((op, fut))
+                run.futures.append((op, fut))
         elif op == "finish":
-            futures.append(("finish", tls.ClientHandshake.finish(hs)))
+            run.futures.append(("finish", tls.ClientHandshake.finish(hs)))
             hs = None
             s.say(tag, "called")
         elif op == "abort":
@@ -352,54 +416,68 @@ def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> No
             drop(hs)
             hs = None
             s.say(tag, "dropped")
-        elif op in ("get", "get-now"):
-            index = rng.randrange(len(futures))
-            kind, fut = futures[index]
-            if op == "get":
-                with fut.subscribe() as p:
-                    if not wait_or_hang(p):
-                        s.say(tag, f"{kind}:hang")
-                        continue
-            got = fut.get()
-            s.say(tag, f"{kind}:{describe_get(got)}")
-            if got is not None and rng.random() < 0.7:  # mostly forget a read future; sometimes read it again
-                futures.pop(index)
-                drop(fut)
-            if got is not None and not isinstance(got, Err) and not isinstance(got.value, Err):
-                value = got.value.value
-                if kind == "finish":
-                    if streams is not None:
-                        drop(*streams)
-                    streams = value
-                elif kind == "request" and value is not None:
-                    drop(value)  # unanswered: no certificate
-                else:
-                    drop(value)
-        elif op == "drop-future":
-            kind, fut = futures.pop(rng.randrange(len(futures)))
-            drop(fut)
+        else:
+            run.run(tag, op)
+    run.end()
+    drop(hs, conn)
+
+
+def random_server(s: Scenario, rng: random.Random, conn, identity) -> None:
+    """The server's counterpart of random_client (post-handshake requests included)."""
+    run = RandomRun(s, rng)
+    hs = None
+    handshake_used = False
+    for step in range(RANDOM_STEPS):
+        ops = ["facts"] + ["drop-conn"] * (step >= 4) if conn is not None else []
+        if conn is not None and handshake_used:
+            ops += ["post-handshake"] * (1 if hs is not None else 3)
+        if conn is not None and not handshake_used and hs is None:
+            ops += ["accept"] * 6
+        if hs is not None:
+            ops += ["hello", "hello", "alpn", "identities", "identities", "request", "finish", "finish", "abort",
+                    "drop-hs"]
+        ops += run.ops()
+        if not ops:
+            break
+        op = rng.choice(ops)
+        tag = f"{step}.{op}"
+        if op == "accept":
+            hs = s.attempt(tag, conn.accept)
+            handshake_used = hs is not None
+        elif op == "facts":
+            s.facts(tag, conn)
+        elif op == "drop-conn":
+            drop(conn)
+            conn = None
             s.say(tag, "dropped")
-        elif op == "write":
-            tls_out = streams[1]
-            try:
-                permit = tls_out.check_write()
-                tls_out.write(b"x" * min(permit, 16))
-                s.say(tag, "ok")
-            except Err:
-                s.say(tag, "err")
-        elif op == "read":
-            try:
-                s.say(tag, f"ok:{len(streams[0].read(16))}")
-            except Err:
-                s.say(tag, "err")
-        elif op == "drop-streams":
-            drop(*streams)
-            streams = None
+        elif op == "post-handshake":
+            fut = s.attempt(tag, conn.request_client_identity)
+            if fut is not None:
+                run.futures.append(("post-handshake", fut))
+        elif op == "alpn":
+            s.attempt(tag, hs.configure_alpn_ids, [b"http/1.1"] if rng.random() < 0.5 else [])
+        elif op == "identities":
+            s.attempt(tag, hs.configure_server_identities, [identity] if rng.random() < 0.8 else [])
+        elif op in ("hello", "request"):
+            call = hs.receive_client_hello if op == "hello" else hs.request_client_identity
+            fut = s.attempt(tag, call)
+            if fut is not None:
+                run.futures.append((op, fut))
+        elif op == "finish":
+            run.futures.append(("finish", tls.ServerHandshake.finish(hs)))
+            hs = None
+            s.say(tag, "called")
+        elif op == "abort":
+            with tls.ServerHandshake.abort(hs) as written:
+                s.say(tag, "written" if wait_or_hang(written) else "hang")
+            hs = None
+        elif op == "drop-hs":
+            drop(hs)
+            hs = None
             s.say(tag, "dropped")
-    if streams is not None:
-        drop(*streams)
-    for _, fut in futures:
-        drop(fut)
+        else:
+            run.run(tag, op)
+    run.end()
     drop(hs, conn)
 
 
@@ -418,7 +496,10 @@ def server_scenario(name: str, listener, identity) -> None:
         return got
 
     try:
-        if name == "s-accept-twice":
+        if name.startswith("random-"):
+            random_server(s, random.Random(int(name[len("random-"):])), conn, identity)
+            conn = None  # random_server dropped it
+        elif name == "s-accept-twice":
             hs = s.attempt("accept", conn.accept)
             s.attempt("accept-again", conn.accept)
             hs.configure_server_identities([identity])
