@@ -219,6 +219,11 @@ def test_alpn_without_overlap_is_a_fatal_alert(trust, ca):
         client_events, _ = exchange(client, server)
         assert HandshakeComplete() in client_events
         assert client.alpn_id is None and server.alpn_id is None
+    client = ClientEngine(config(trust), "example.com", alpn_ids=[b"h2"])
+    server = ServerEngine(config(trust), identities=[identity_of(leaf)], alpn_ids=[b"imap"],
+                          pause_on_client_hello=False, refuse_unmatched_alpn=False)  # CPython ssl's way
+    client_events, _ = exchange(client, server)
+    assert HandshakeComplete() in client_events and client.alpn_id is None
     with pytest.raises(ValueError):
         ClientEngine(config(trust), "example.com", alpn_ids=[b""])
 

@@ -838,9 +838,12 @@ class ServerEngine(_Engine):
         alpn_ids: Iterable[bytes] = (),
         pause_on_client_hello: bool = True,
         client_trust: TrustStore | None = None,
+        refuse_unmatched_alpn: bool = True,
     ):
         super().__init__(config)
         self.pause_on_client_hello = pause_on_client_hello
+        # RFC 7301 3.2; False ignores the client's offer instead, as CPython's ssl server does
+        self.refuse_unmatched_alpn = refuse_unmatched_alpn
         self.client_trust = client_trust
         self._identities = list(identities)
         self._alpn_ids = _checked_alpn_ids(alpn_ids)
@@ -986,6 +989,8 @@ class ServerEngine(_Engine):
                 out[0] = ctypes.addressof(buffer)
                 outlen[0] = len(wanted)
                 return o.SSL_TLSEXT_ERR_OK
+        if not self.refuse_unmatched_alpn:
+            return o.SSL_TLSEXT_ERR_NOACK
         # RFC 7301 3.2: a server that supports none of the client's protocols SHALL send a fatal alert
         self._reason = "no ALPN id in common with the client (no_application_protocol sent)"
         return o.SSL_TLSEXT_ERR_ALERT_FATAL
