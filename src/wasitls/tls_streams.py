@@ -15,7 +15,11 @@ wasi:http) makes its connections here and uses only this public API:
                   plaintext_source(), plaintext_sink() (stream backends for wasi:io)
       facts       facts(), failure, peer_closed, server_identity_seen, client_identity_requested,
                   client_identities, client_hello
-      lifetime    hold, unhold, release
+      lifetime    hold, unhold, release (a released connection is failed: its streams give errors)
+    trace_field(value)                one field of a trace line holding text a peer chose, escaped
+
+One readiness check feeds the engine at most TURN_BYTES of raw input, then asks poll to come back
+at once: a peer that streams records cannot keep a guest inside one poll call.
 
 Plaintext has one path: every read decrypts into the connection's one read buffer and lends a view
 of it (valid until the next read); readiness asks the engine whether plaintext or an end is pending,

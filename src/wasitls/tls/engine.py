@@ -27,6 +27,9 @@ States and what `next_event()` does in each (the moves between them: `_TRANSITIO
     CLOSED       the peer closed: PeerClosed, every time
     FAILED       Failed, every time
 
+Limits a peer cannot push past: a handshake fails once it has taken MAX_HANDSHAKE_BYTES of raw
+input; a server with ALPN ids none of which the client offers sends no_application_protocol.
+
 Deviations from the draft API, all forced by OpenSSL 3.0:
 - A server cannot suspend after verifying a client certificate (SSL_set_retry_verify is client
   only). ClientIdentityReceived comes with the end of the handshake, before any plaintext has
