@@ -209,6 +209,20 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             conn = None
             drop(s.resolve("verify-get", fut), fut)
             drop(hs)
+        elif name == "c-finish-beside-timer":
+            # issue 10 F13: poll the finish future beside a timer that has already fired, as a guest
+            # with a timeout does; every poll must come back, the timer served, until the handshake ends
+            done = tls.ClientHandshake.finish(conn.connect(server_name))
+            served = 0
+            while True:
+                with done.subscribe() as p, monotonic_clock.subscribe_duration(0) as timer:
+                    ready = poll.poll([p, timer])
+                served += 1 in ready
+                if 0 in ready:
+                    break
+            s.say("timer", "served" if served else "starved")
+            streams = s.resolve("finish", done)
+            drop(done)
         elif name == "c-drop-connection-before-get":
             # issue 10 F14: the handshake completed, the connection is dropped, then `get`
             hs = conn.connect(server_name)
