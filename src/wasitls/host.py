@@ -151,7 +151,11 @@ class Host:
                 wasm.close()
 
     def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
-        """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
+        """Runs a command component, or a WASI preview 1 command module; returns its exit status.
+        Raises HostError if it cannot start."""
+        if _is_core_module(component):
+            from .preview1.host import run_preview1
+            return run_preview1(self, component, args, argv0)
         loaded = self.load(component)
         # any version of wasi:cli/run, as the component names it
         run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None)
@@ -176,6 +180,19 @@ class Host:
                     closer()
                 except Exception:
                     pass
+
+
+def _is_core_module(component: str | os.PathLike | bytes) -> bool:
+    """A core module starts with the wasm magic and version 1 (a component has version 0x0d)."""
+    if isinstance(component, (bytes, bytearray)):
+        head = bytes(component[:8])
+    else:
+        try:
+            with open(component, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            return False  # load() reports it
+    return head == b"\0asm\x01\0\0\0"
 
 
 __all__ = ["Host", "HostError", "GuestTrap"]
