@@ -34,7 +34,7 @@ def run_preview1(host: Any, module: str | os.PathLike | bytes, args: Iterable[st
     try:
         return run_command(loaded, ctx, lambda line: warn(f"warning: {line}"))
     except ComponentError as e:
-        raise HostError(str(e)) from None
+        raise HostError(f"{module if not isinstance(module, bytes) else 'module'}: {e}") from None
     finally:
         for closer in ctx.extras.get("closers", []):
             try:

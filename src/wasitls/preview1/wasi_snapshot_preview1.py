@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Callable
 
-from ..component.values import GuestExit
+from ..component.values import GuestExit, Trap
 from ..wasi.ctx import WasiCtx
 from ..wasi.filesystem.types import Descriptor
 from ..wasi.io.poll import Deadline, wait_any
@@ -396,6 +396,8 @@ class WasiSnapshotPreview1:
         return Deadline(time.monotonic_ns() + max(0, min(remaining, 1 << 62)))
 
     def proc_exit(self, rval: int) -> None:
+        if rval >= 126:  # as wasmtime: beyond what WASI's exit codes allow, the run fails (status 1)
+            raise Trap("exit with invalid exit status outside of [0..126)")
         raise GuestExit(rval)
 
     def proc_raise(self, sig: int) -> None:
