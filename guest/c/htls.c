@@ -130,7 +130,7 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
     return err ? fail(err) : 0;
 }
 
-int getsockopt(int fd, int level, int name, void *__restrict value, socklen_t *__restrict len) {
+int htls_getsockopt(int fd, int level, int name, void *__restrict value, socklen_t *__restrict len) {
     int32_t xlevel, xname;
     if (option(level, name, &xlevel, &xname)) return -1;
     int32_t err = __htls_sock_getsockopt(fd, xlevel, xname, value, *len);

@@ -93,7 +93,9 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len);
 int bind(int fd, const struct sockaddr *addr, socklen_t len);
 int listen(int fd, int backlog);
 int setsockopt(int fd, int level, int name, const void *value, socklen_t len);
-int getsockopt(int fd, int level, int name, void *__restrict value, socklen_t *__restrict len);
+/* wasi-libc has a getsockopt of its own (SO_TYPE only): calls in code that includes this header go to ours */
+int htls_getsockopt(int fd, int level, int name, void *__restrict value, socklen_t *__restrict len);
+#define getsockopt htls_getsockopt
 int getsockname(int fd, struct sockaddr *__restrict addr, socklen_t *__restrict len);
 int getpeername(int fd, struct sockaddr *__restrict addr, socklen_t *__restrict len);
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen);

@@ -336,12 +336,11 @@ class Socket(Fd):
         if tcp.state == CONNECTING:
             raise Errno(witx.ALREADY)
         tcp.start_connect(None, addr.to_wit())  # the policy is checked here
-        if self._progress():
-            return
-        if self.nonblocking:
-            raise Errno(witx.INPROGRESS)
-        wait_any([_Readiness(self, write=True)])
-        if self.error:
+        if not self._progress():
+            if self.nonblocking:
+                raise Errno(witx.INPROGRESS)
+            wait_any([_Readiness(self, write=True)])
+        if self.error:  # reported by connect itself once it is known here
             error, self.error = self.error, 0
             raise Errno(error)
 
