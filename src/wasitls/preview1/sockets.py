@@ -203,7 +203,7 @@ class SocketExtension:
         else:  # a string: NUL-terminated in the guest's buffer
             raw = value.encode("utf-8") + b"\0"
             if len(raw) > value_len:
-                raise Errno(witx.NOBUFS if hasattr(witx, "NOBUFS") else witx.INVAL)
+                raise Errno(witx.INVAL)
             put_bytes(mem, value_ptr, raw)
 
     def sock_setsockopt(self, fd: int, level: int, name: int, value_ptr: int, value_len: int) -> None:
