@@ -113,3 +113,15 @@ def test_not_a_command(tmp_path):
     code, out, err = _run([sys.executable, "-m", "wasitls", "run", str(module)])
     assert code == 2
     assert err.strip().splitlines() == [f"wasitls: error: {module}: not a command: the module exports no _start function"]
+
+
+def test_the_calls_libc_hides_match_wasmtime(wasmtime_cli, tmp_path):
+    """fd_readdir cookies and cut entries, fd_renumber, poll_oneoff (clocks, files, a bad descriptor,
+    no subscriptions), timestamps, hard links, sizes, sync, advise, fdstat and prestat."""
+    module = build_c("fsdetail")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    ours = _run([sys.executable, "-m", "wasitls", "run", "--dir", f"{tmp_path / 'ours'}::/data", str(module)])
+    theirs = _run([str(wasmtime_cli), "run", "--dir", f"{tmp_path / 'theirs'}::/data", str(module)])
+    assert ours == theirs
+    assert "readdir: 6 entries, 4 regular files" in ours[1] and "after renumber reads: alpha" in ours[1]

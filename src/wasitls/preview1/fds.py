@@ -67,9 +67,9 @@ class Fd:
     def writable(self) -> Any:
         return ALWAYS_READY
 
-    def read_hint(self) -> int:
-        """poll_oneoff's nbytes for a read subscription."""
-        return 0
+    def at_end(self) -> bool:
+        """Whether a read would find the end (poll_oneoff flags it as hangup)."""
+        return False
 
     def close(self) -> None:
         pass
@@ -242,11 +242,11 @@ class File(_Opened):
         self.position = base + offset
         return self.position
 
-    def read_hint(self) -> int:
+    def at_end(self) -> bool:
         try:
-            return max(0, self.descriptor.stat()["size"] - self.position)
+            return self.position >= self.descriptor.stat()["size"]
         except Err:
-            return 0
+            return False
 
     def allocate(self, offset: int, length: int) -> None:
         if "write" not in self.descriptor.open_mode:

@@ -352,37 +352,32 @@ class WasiSnapshotPreview1:
         if nsubscriptions == 0:
             raise Errno(witx.INVAL)
         mem = self.mem()
-        subs = []  # (userdata, eventtype, source, fd entry or None, immediate errno)
+        subs = []  # (userdata, eventtype, readiness source, fd entry or None)
         for k in range(nsubscriptions):
             base = in_ptr + k * witx.SUBSCRIPTION_SIZE
             userdata = get_u64(mem, base)
             tag = get_bytes(mem, base + 8, 1)[0]
             if tag == witx.EVENTTYPE_CLOCK:
-                subs.append((userdata, tag, self._clock_source(mem, base), None, 0))
+                subs.append((userdata, tag, self._clock_source(mem, base), None))
             elif tag in (witx.EVENTTYPE_FD_READ, witx.EVENTTYPE_FD_WRITE):
-                entry = self.fds.entries.get(get_u32(mem, base + 16))
-                if entry is None:
-                    subs.append((userdata, tag, None, None, witx.BADF))
-                else:
-                    source = entry.readable() if tag == witx.EVENTTYPE_FD_READ else entry.writable()
-                    subs.append((userdata, tag, source, entry, 0))
+                entry = self.fds.get(get_u32(mem, base + 16))  # a bad descriptor fails the call (wasmtime)
+                source = entry.readable() if tag == witx.EVENTTYPE_FD_READ else entry.writable()
+                subs.append((userdata, tag, source, entry))
             else:
                 raise Errno(witx.INVAL)
-        immediate = [k for k, s in enumerate(subs) if s[2] is None]
-        if immediate:
-            ready = immediate
-        else:
-            ready = wait_any([s[2] for s in subs])
+        ready = wait_any([s[2] for s in subs])
         mem = self.mem()
         for n, k in enumerate(ready):
-            userdata, tag, source, entry, error = subs[k]
+            userdata, tag, source, entry = subs[k]
             event = out_ptr + n * witx.EVENT_SIZE
             put_bytes(mem, event, bytes(witx.EVENT_SIZE))
             put_u64(mem, event, userdata)
-            put_u16(mem, event + 8, error)
             put_bytes(mem, event + 10, bytes([tag]))
-            if entry is not None and tag == witx.EVENTTYPE_FD_READ:
-                put_u64(mem, event + 16, entry.read_hint())
+            if entry is not None:
+                # as wasmtime: nbytes 1, and a file read at its end flagged as hangup
+                put_u64(mem, event + 16, 1)
+                if tag == witx.EVENTTYPE_FD_READ and entry.at_end():
+                    put_u16(mem, event + 24, witx.EVENTRWFLAGS_FD_READWRITE_HANGUP)
         put_u32(mem, nevents_ptr, len(ready))
 
     def _clock_source(self, mem: memoryview, base: int) -> Deadline:
