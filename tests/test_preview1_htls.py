@@ -218,12 +218,14 @@ class SlowHandshakeServer(threading.Thread):
 def test_nonblocking_waits_in_poll_not_in_a_loop(socktool, ca, ca_file):
     body = os.urandom(2_000_000)
     with SlowHandshakeServer(server_context(ca.issue_cert("localhost")), body) as server:
-        started = time.process_time()
         code, out, err = run(wasitls(socktool, "fetch", "127.0.0.1", str(server.port), "localhost", "", "",
                                      "nonblocking", ca_file=ca_file))
     assert code == 0, out + err.decode()
     assert "write: ok after EAGAIN" in out  # the handshake was still running
-    assert f"nonblocking: {len(response_of(body))} bytes, end eof, polls bounded 1" in out
+    assert f"nonblocking: {len(response_of(body))} bytes, end eof" in out
+    # poll returns only when the socket is ready: a handful of polls, not a spin through the handshake
+    polls = int(out.split("polls: ")[1].split()[0])
+    assert polls < 100, out
 
 
 def test_client_identity_alpn_and_read_back(socktool, ca, ca_file, tmp_path):

@@ -148,6 +148,15 @@ def test_nonblocking_connect(socktool):
     assert out.splitlines()[0] == "connect: failed" or f"so_error: {ECONNREFUSED}" in out
 
 
+def test_socket_options(socktool):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        code, out, err = run(wasitls(socktool, "options", "127.0.0.1", str(listener.getsockname()[1]),
+                                     policy=("--allow-net", "127.0.0.1")))
+    assert out.splitlines() == ["keepalive: ok", "keepalive now 1", "nodelay: ok", "nodelay now 1", "rcvbuf: ok",
+                                "rcvbuf at least asked 1", "type stream 1", "wrong size: errno 28",
+                                "unknown: errno 50"], out + err
+
+
 def test_getaddrinfo_of_localhost(socktool):
     code, out, err = run(wasitls(socktool, "resolve", "localhost", policy=("--allow-net", "localhost")))
     assert code == 0, err
@@ -171,3 +180,38 @@ def test_the_policy_refuses(socktool, case):
         assert "getaddrinfo: name does not resolve" in out
     else:
         assert f": errno {EACCES}" in out, out
+
+
+V1_PROBE = """(module
+  (import "wasi_snapshot_preview1" "sock_open" (func $open (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_bind" (func $bind (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_getlocaladdr" (func $local (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  ;; the V1 address at 100: {buf 200, buf_len 4}; 127.0.0.1 at 200
+  (data (i32.const 100) "\\c8\\00\\00\\00\\04\\00\\00\\00")
+  (data (i32.const 200) "\\7f\\00\\00\\01")
+  (func (export "_start")
+    (if (call $open (i32.const 1) (i32.const 2) (i32.const 0)) (then (call $exit (i32.const 10))))
+    (if (call $bind (i32.load (i32.const 0)) (i32.const 100) (i32.const PORT)) (then (call $exit (i32.const 11))))
+    (if (call $local (i32.load (i32.const 0)) (i32.const 100) (i32.const 300) (i32.const 304))
+      (then (call $exit (i32.const 12))))
+    ;; exit 0 only if: the address type is INET (1), the octets 127.0.0.1, the port ours
+    (if (i32.ne (i32.load (i32.const 300)) (i32.const 1)) (then (call $exit (i32.const 13))))
+    (if (i32.ne (i32.load (i32.const 200)) (i32.const 0x0100007f)) (then (call $exit (i32.const 14))))
+    (if (i32.ne (i32.load (i32.const 304)) (i32.const PORT)) (then (call $exit (i32.const 15))))
+    (call $exit (i32.const 0))))
+"""
+
+
+def test_v1_dialect_is_chosen_from_the_import_signatures(tmp_path):
+    """sock_accept with 2 parameters and sock_getlocaladdr with 4 make the module V1: raw 4-byte
+    addresses and an address-type out parameter."""
+    import wasmtime
+
+    port = free_port()
+    module = tmp_path / "v1.wasm"
+    module.write_bytes(wasmtime.wat2wasm(V1_PROBE.replace("PORT", str(port))))
+    code, out, err = run(wasitls(module, policy=("--allow-listen", f"127.0.0.1:{port}")))
+    assert (code, err) == (0, "")
