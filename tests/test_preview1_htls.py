@@ -289,3 +289,48 @@ def test_server_side_htls_answers_curl(socktool, ca, ca_file, tmp_path):
     assert with_cert.stdout == f'hello over host TLS; client "{subject}"\n', with_cert
     assert without.stdout.startswith('hello over host TLS; client ""'), without
     assert "role=server" in err
+
+
+NGINX_CONF = """daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 16; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {dir}/cert.pem;
+    ssl_certificate_key {dir}/key.pem;
+    ssl_protocols {version};
+    default_type text/plain;
+    location / {{ return 200 "protocol=$ssl_protocol sni=$ssl_server_name\\n"; }}
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_nginx_with_an_ecdsa_certificate(socktool, tmp_path, version):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        pytest.skip("nginx not installed: apt-get install nginx")
+    typed_ca, ca_path = typed_ca_file(tmp_path, trustme.KeyType.ECDSA)
+    write_identity(tmp_path, typed_ca.issue_cert("localhost", key_type=trustme.KeyType.ECDSA))
+
+    def argv(port):
+        conf = tmp_path / f"nginx-{port}.conf"
+        conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, version=version))
+        return [nginx, "-p", str(tmp_path), "-c", str(conf)]
+
+    with server_process(argv, tmp_path) as port:
+        code, out, err = run(wasitls(socktool, "fetch", "127.0.0.1", str(port), "localhost", ca_file=ca_path))
+    assert code == 0, out + err.decode()
+    assert 'first line "HTTP/1.1 200 OK"' in out and "end eof" in out
+    assert f"tls: version {version} cipher " in out
+    [trace] = trace_lines(err)
+    assert trace["version"] == version
