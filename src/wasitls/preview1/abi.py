@@ -121,10 +121,12 @@ def iovecs(mem: memoryview, ptr: int, count: int) -> list[tuple[int, int]]:
 
 def gather(mem: memoryview, ptr: int, count: int) -> bytes:
     """The bytes a ciovec array names, in order."""
-    parts = [mem[buf:buf + length] for buf, length in iovecs(mem, ptr, count) if length]
-    for (buf, length), part in zip([v for v in iovecs(mem, ptr, count) if v[1]], parts):
-        if len(part) != length:
-            raise Errno(witx.FAULT)
+    parts = []
+    for buf, length in iovecs(mem, ptr, count):
+        if length:
+            if buf + length > len(mem):
+                raise Errno(witx.FAULT)
+            parts.append(mem[buf:buf + length])
     return b"".join(parts)
 
 

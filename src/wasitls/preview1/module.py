@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import wasmtime
 
-from ..component.engine import CompileCache, ComponentError, GuestTrap, WasmFile
+from ..component.engine import CompileCache, ComponentError, WasmFile
 from ..component.host import HostLinker
 from ..component.runtime import (LARGE_MODULE, WASMTIME_VERSION, CoreExports, Runtime, Trap, _deserialize,
                                  trap_line)
@@ -160,4 +160,4 @@ def _unknown(label: str, nresults: int) -> Callable[[Any], None]:
     return adapter
 
 
-__all__ = ["is_core_module", "load_module", "run_command", "LoadedModule", "GuestTrap"]
+__all__ = ["is_core_module", "load_module", "run_command", "LoadedModule"]

@@ -21,11 +21,12 @@ from ..component.values import Err
 from ..wasi.io.poll import Wait, wait_any
 from ..wasi.io.streams import StreamClosed, StreamFailed
 from ..wasi.sockets.network import (SocketAddress, canonical, get_buffer_size, new_os_socket, set_buffer_size,
-                                    socket_address_from_os)
+                                    socket_address_from_os, socket_address_from_wit)
 from ..wasi.sockets.tcp import CONNECTED, CONNECTING, LISTENING, TcpSocket
 from ..wasi.sockets.udp import UdpSocket
 from . import witx
-from .abi import Errno, get_bytes, get_u16, get_u32, iovecs, make_adapter, put_bytes, put_u16, put_u32, scatter
+from .abi import (Errno, gather, get_bytes, get_u16, get_u32, iovecs, make_adapter, put_bytes, put_u16, put_u32,
+                  scatter)
 from .fds import Fd
 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 1, 2
@@ -187,8 +188,6 @@ class SocketExtension:
 
     def sock_send_to(self, fd: int, iovs: int, iovs_len: int, addr_ptr: int, port: int, siflags: int,
                      nwritten_ptr: int) -> None:
-        from .abi import gather
-
         sock = self._socket(fd)
         data = gather(self.mem(), iovs, iovs_len)
         put_u32(self.mem(), nwritten_ptr, sock.send_to(data, self._address(addr_ptr, port)))
@@ -540,7 +539,6 @@ class Socket(Fd):
             return got[0] if got else None
         datagram = _blocking_io(self, attempt, write=False)
         data = datagram["data"]
-        from ..wasi.sockets.network import socket_address_from_wit
         return data[:n], len(data) > n, socket_address_from_wit(datagram["remote-address"])
 
     # -- options ---------------------------------------------------------------------------------------

@@ -245,13 +245,11 @@ class WasiSnapshotPreview1:
         put_u32(mem, bufused_ptr, len(data))
 
     def fd_renumber(self, fd: int, to: int) -> None:
-        entry = self.fds.get(fd)
-        self.fds.get(to)
-        if fd == to:
-            return
-        self.fds.remove(to).close()
-        self.fds.entries[to] = self.fds.remove(fd)
-        del entry
+        self.fds.get(fd)
+        self.fds.get(to)  # as wasmtime: both numbers must be open
+        if fd != to:
+            self.fds.remove(to).close()
+            self.fds.entries[to] = self.fds.remove(fd)
 
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset_ptr: int) -> None:
         position = self.fds.get(fd).seek(signed64(offset), whence)
@@ -293,9 +291,8 @@ class WasiSnapshotPreview1:
 
     def path_filestat_set_times(self, fd: int, flags: int, path: int, path_len: int, atim: int, mtim: int,
                                 fstflags: int) -> None:
-        d = self._dir(fd)
-        self_times = timestamps(atim, mtim, fstflags)
-        d.set_times_at(self._path_flags(flags), self._path(path, path_len), *self_times)
+        self._dir(fd).set_times_at(self._path_flags(flags), self._path(path, path_len),
+                                   *timestamps(atim, mtim, fstflags))
 
     def path_link(self, old_fd: int, old_flags: int, old_path: int, old_path_len: int, new_fd: int, new_path: int,
                   new_path_len: int) -> None:
