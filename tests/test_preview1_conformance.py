@@ -112,7 +112,7 @@ def test_not_a_command(tmp_path):
     module.write_bytes(wasmtime.wat2wasm("(module (func (export \"f\")))"))
     code, out, err = _run([sys.executable, "-m", "wasitls", "run", str(module)])
     assert code == 2
-    assert err.strip().splitlines() == [f"wasitls: error: {module}: not a command: the module exports no _start function"]
+    assert err.strip().splitlines() == [f"wasitls: error: {module}: not a command: a core WebAssembly module that exports no _start function"]
 
 
 def test_the_calls_libc_hides_match_wasmtime(wasmtime_cli, tmp_path):

@@ -138,75 +138,111 @@ func splitHostPort(address string) (string, int, error) {
 	return host, port, nil
 }
 
-// dialFd connects a new socket to address (blocking: the host waits for the connection) and
-// returns its descriptor, still blocking and not yet wrapped, so an option can be set first.
-func dialFd(address string) (int32, string, error) {
+// dial connects a new socket to address without blocking the Go runtime: a non-blocking connect,
+// the hTLS options (when serverName is set) while it is in progress, then Go's poller waits until the
+// socket is writable, which the host reports once the connection (and its handshake) is done.
+func dial(network, address, serverName string, alpn []string) (net.Conn, error) {
 	host, port, err := splitHostPort(address)
 	if err != nil {
-		return -1, "", err
+		return nil, err
 	}
 	ips, err := Lookup(host)
 	if err != nil {
-		return -1, "", err
+		return nil, err
+	}
+	if serverName == "-" {
+		serverName = host
 	}
 	var last error
 	for _, ip := range ips {
-		var raw [128]byte
-		addr, af := rawAddress(ip, &raw)
-		var fd int32
-		if e := sockOpen(af, sockStream, unsafe.Pointer(&fd)); e != 0 {
-			last = errnoErr("sock_open", e)
-			continue
+		c, err := dialOne(ip, port, serverName, alpn)
+		if err == nil {
+			return c, nil
 		}
-		if e := sockConnect(fd, unsafe.Pointer(addr), uint32(port)); e != 0 {
-			syscall.Close(int(fd))
-			last = errnoErr("sock_connect", e)
-			continue
-		}
-		return fd, host, nil
+		last = err
 	}
-	return -1, "", last
+	return nil, &net.OpError{Op: "dial", Net: network, Err: last}
 }
 
-// conn wraps a connected descriptor as a net.Conn driven by Go's poller (non-blocking from here on).
-func conn(fd int32, name string) (net.Conn, error) {
+func dialOne(ip net.IP, port int, serverName string, alpn []string) (net.Conn, error) {
+	var raw [128]byte
+	addr, af := rawAddress(ip, &raw)
+	var fd int32
+	if e := sockOpen(af, sockStream, unsafe.Pointer(&fd)); e != 0 {
+		return nil, errnoErr("sock_open", e)
+	}
 	if err := syscall.SetNonblock(int(fd), true); err != nil {
 		syscall.Close(int(fd))
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), name)
+	if e := sockConnect(fd, unsafe.Pointer(addr), uint32(port)); e != 0 && syscall.Errno(e) != syscall.EINPROGRESS {
+		syscall.Close(int(fd))
+		return nil, errnoErr("sock_connect", e)
+	}
+	if serverName != "" {
+		if len(alpn) > 0 {
+			if err := setString(fd, OptionALPN, joinComma(alpn)); err != nil {
+				syscall.Close(int(fd))
+				return nil, err
+			}
+		}
+		if err := setString(fd, OptionServerName, serverName); err != nil {
+			syscall.Close(int(fd))
+			return nil, err
+		}
+	}
+	f := os.NewFile(uintptr(fd), "socket")
 	c, err := net.FileConn(f)
 	f.Close() // FileConn holds its own reference to the descriptor
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	if err := waitConnected(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitConnected parks the goroutine in Go's poller until the socket is writable, then reads
+// SO_ERROR: the connect's result, or EPROTO for a failed TLS handshake.
+func waitConnected(c net.Conn) error {
+	sc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	waited := false
+	var soErr int32
+	var callErr error
+	err = sc.Write(func(fd uintptr) bool {
+		if !waited {
+			waited = true
+			return false // wait for writability first
+		}
+		callErr = errnoErr("sock_getsockopt", sockGetsockopt(int32(fd), solSocket, soError, unsafe.Pointer(&soErr), 4))
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if callErr != nil {
+		return callErr
+	}
+	if soErr != 0 {
+		return os.NewSyscallError("connect", syscall.Errno(soErr))
+	}
+	return nil
 }
 
 // Dial connects over plain TCP ("tcp", "tcp4" or "tcp6").
 func Dial(network, address string) (net.Conn, error) {
-	fd, _, err := dialFd(address)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
-	return conn(fd, "tcp:"+address)
+	return dial(network, address, "", nil)
 }
 
 // DialTLS connects and has the host run TLS on the connection, the host name as the server name.
 // alpn, if given, is offered (read the choice back with Option(c, OptionALPN)).
 func DialTLS(network, address string, alpn ...string) (net.Conn, error) {
-	fd, host, err := dialFd(address)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
-	if len(alpn) > 0 {
-		if err := setString(fd, OptionALPN, joinComma(alpn)); err != nil {
-			syscall.Close(int(fd))
-			return nil, err
-		}
-	}
-	if err := setString(fd, OptionServerName, host); err != nil {
-		syscall.Close(int(fd))
-		return nil, &net.OpError{Op: "htls", Net: network, Err: err}
-	}
-	return conn(fd, "htls:"+address)
+	return dial(network, address, "-", alpn)
 }
 
 func joinComma(items []string) string {

@@ -80,7 +80,7 @@ def run_command(loaded: LoadedModule, ctx: WasiCtx, warn: Callable[[str], None])
     from .wasi_snapshot_preview1 import WasiSnapshotPreview1
 
     if "_start" not in loaded.exports:
-        raise ComponentError("not a command: the module exports no _start function")
+        raise ComponentError("not a command: a core WebAssembly module that exports no _start function")
     runtime = Runtime(loaded.engine, {}, HostLinker())
     wasi = WasiSnapshotPreview1(ctx)
     sockets = SocketExtension(wasi, loaded.imports)
