@@ -125,3 +125,40 @@ def test_the_calls_libc_hides_match_wasmtime(wasmtime_cli, tmp_path):
     theirs = _run([str(wasmtime_cli), "run", "--dir", f"{tmp_path / 'theirs'}::/data", str(module)])
     assert ours == theirs
     assert "readdir: 6 entries, 4 regular files" in ours[1] and "after renumber reads: alpha" in ours[1]
+
+
+HOSTILE = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; guest-chosen sizes far beyond its memory: FAULT (21) at once, nothing built
+    (if (i32.ne (call $write (i32.const 1) (i32.const 0) (i32.const -1) (i32.const 0)) (i32.const 21))
+      (then (call $exit (i32.const 1))))
+    (if (i32.ne (call $random (i32.const 0) (i32.const -1)) (i32.const 21)) (then (call $exit (i32.const 2))))
+    (if (i32.ne (call $poll (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 0)) (i32.const 21))
+      (then (call $exit (i32.const 3))))
+    (call $exit (i32.const 0))))
+"""
+
+
+def test_guest_chosen_sizes_beyond_memory_are_fault(tmp_path):
+    import wasmtime
+
+    module = tmp_path / "hostile.wasm"
+    module.write_bytes(wasmtime.wat2wasm(HOSTILE))
+    assert _run([sys.executable, "-m", "wasitls", "run", str(module)]) == (0, "", "")
+
+
+def test_embedding_api_runs_module_bytes(programs, tmp_path):
+    from wasitls import Host
+
+    out = tmp_path / "stdout"
+    data = _data_dir(tmp_path, "bytes")
+    with open(out, "wb") as stdout:
+        status = Host(dirs=[f"{data}::/data"], stdin=b"", stdout=stdout, stderr=stdout).run(
+            programs["c"].read_bytes(), ["3"])
+    assert status == 3
+    assert "env GREETING=(unset)" in out.read_text()

@@ -94,6 +94,11 @@ def put_u64(mem: memoryview, ptr: int, value: int) -> None:
     _U64.pack_into(mem, ptr, value & M64)
 
 
+def in_bounds(mem: memoryview, ptr: int, length: int) -> None:
+    if ptr + length > len(mem):
+        raise Errno(witx.FAULT)
+
+
 def get_bytes(mem: memoryview, ptr: int, length: int) -> bytes:
     if ptr + length > len(mem):
         raise Errno(witx.FAULT)
@@ -116,6 +121,7 @@ def get_str(mem: memoryview, ptr: int, length: int) -> str:
 
 def iovecs(mem: memoryview, ptr: int, count: int) -> list[tuple[int, int]]:
     """(buf, len) of each iovec / ciovec in the guest's array."""
+    in_bounds(mem, ptr, 8 * count)  # before building anything of a guest-chosen size
     return [_IOVEC.unpack_from(mem, ptr + 8 * k) for k in range(count)]
 
 

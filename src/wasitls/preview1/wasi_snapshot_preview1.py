@@ -17,8 +17,8 @@ from ..wasi.ctx import WasiCtx
 from ..wasi.filesystem.types import Descriptor
 from ..wasi.io.poll import Deadline, wait_any
 from . import witx
-from .abi import (Errno, gather, get_bytes, get_str, get_u16, get_u32, get_u64, iovecs, make_adapter, put_bytes,
-                  put_u16, put_u32, put_u64, scatter, signed64)
+from .abi import (Errno, gather, get_bytes, get_str, get_u16, get_u32, get_u64, in_bounds, iovecs, make_adapter,
+                  put_bytes, put_u16, put_u32, put_u64, scatter, signed64)
 from .fds import Directory, Fd, FdTable, File, Stdin, Stdout, filestat_of, timestamps
 
 # core signature of each function: one letter per parameter, i = i32, I = i64 (all return an i32
@@ -349,6 +349,8 @@ class WasiSnapshotPreview1:
         if nsubscriptions == 0:
             raise Errno(witx.INVAL)
         mem = self.mem()
+        in_bounds(mem, in_ptr, nsubscriptions * witx.SUBSCRIPTION_SIZE)
+        in_bounds(mem, out_ptr, nsubscriptions * witx.EVENT_SIZE)
         subs = []  # (userdata, eventtype, readiness source, fd entry or None)
         for k in range(nsubscriptions):
             base = in_ptr + k * witx.SUBSCRIPTION_SIZE
@@ -399,7 +401,9 @@ class WasiSnapshotPreview1:
         pass
 
     def random_get(self, buf: int, buf_len: int) -> None:
-        put_bytes(self.mem(), buf, os.urandom(buf_len))
+        mem = self.mem()
+        in_bounds(mem, buf, buf_len)  # before making that many bytes
+        put_bytes(mem, buf, os.urandom(buf_len))
 
     # -- sockets (the standard four; the extension is in sockets.py) --------------------------------
     def _socket(self, fd: int) -> Any:
