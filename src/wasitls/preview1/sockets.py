@@ -115,7 +115,8 @@ class SocketExtension:
             raise Errno(witx.INVAL)
         return SocketAddress(ipaddress.ip_address(octets), port)
 
-    def _put_address(self, ptr: int, addr: SocketAddress, port_ptr: int, type_ptr: int | None = None) -> None:
+    def _put_address(self, ptr: int, addr: SocketAddress, port_ptr: int | None,
+                     type_ptr: int | None = None) -> None:
         mem = self.mem()
         buf, length = get_u32(mem, ptr), get_u32(mem, ptr + 4)
         octets = addr.ip.packed
@@ -130,7 +131,8 @@ class SocketExtension:
             raise Errno(witx.INVAL)
         if type_ptr is not None:
             put_u32(mem, type_ptr, family)
-        put_u32(mem, port_ptr, addr.port)
+        if port_ptr is not None:
+            put_u32(mem, port_ptr, addr.port)
 
     # -- the functions ---------------------------------------------------------------------------
     def sock_open(self, af: int, socktype: int, fd_ptr: int) -> None:
@@ -180,11 +182,7 @@ class SocketExtension:
         put_u32(mem, nread_ptr, scatter(mem, vecs, data))
         put_u16(mem, roflags_ptr, witx.ROFLAGS_RECV_DATA_TRUNCATED if truncated else 0)
         if source is not None:
-            if port_ptr is None:  # V1 has no port out: the address alone
-                self._put_address(addr_ptr, source, nread_ptr)
-                put_u32(self.mem(), nread_ptr, min(len(data), sum(n for _, n in vecs)))
-            else:
-                self._put_address(addr_ptr, source, port_ptr)
+            self._put_address(addr_ptr, source, port_ptr)  # V1 has no port out: the address alone
 
     def sock_send_to(self, fd: int, iovs: int, iovs_len: int, addr_ptr: int, port: int, siflags: int,
                      nwritten_ptr: int) -> None:
