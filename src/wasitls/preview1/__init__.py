@@ -9,6 +9,6 @@ A translation layer over the objects wasi/ already has, as wasmtime's p1.rs is o
     module.py                   compile (cached), link, run `_start`
 """
 
-from .module import is_core_module, load_module, run_command
+from .module import load_module, run_command, run_module
 
-__all__ = ["is_core_module", "load_module", "run_command"]
+__all__ = ["load_module", "run_command", "run_module"]

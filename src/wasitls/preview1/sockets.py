@@ -2,8 +2,8 @@
 
 A socket descriptor holds a wasi:sockets `tcp-socket` or `udp-socket` (wasi/sockets/), so every
 bind, connect, send and lookup passes the same policy checks and state machine as on the component
-host; its connection's bytes move through the same stream backends. hTLS puts the TLS core's
-connection (tls/connection.py, what wasi:tls uses) between those streams and the guest's reads and
+host; its connection's bytes move through the same stream backends. hTLS puts a connection of the
+one TLS glue (tls_streams.py, what wasi:tls uses) between those backends and the guest's reads and
 writes. The ABI, its layouts and constants: docs/preview1.md and shared notes PREVIEW1-SOCKETS.md.
 
 Dialect: V1 when `sock_accept` takes 2 parameters or sock_getlocaladdr/sock_getpeeraddr take 4,
@@ -18,10 +18,12 @@ import socket
 from typing import Any, Callable
 
 from ..component.values import Err
+from ..policy import NetworkUse
 from ..wasi.io.poll import Wait, wait_any
 from ..wasi.io.streams import StreamClosed, StreamFailed
 from ..wasi.sockets.network import (SocketAddress, canonical, get_buffer_size, new_os_socket, set_buffer_size,
                                     socket_address_from_os, socket_address_from_wit)
+from ..wasi.sockets.ip_name_lookup import parse_host
 from ..wasi.sockets.tcp import CONNECTED, CONNECTING, LISTENING, TcpSocket
 from ..wasi.sockets.udp import UdpSocket
 from . import witx
@@ -67,8 +69,11 @@ SIGNATURES = {  # dialect-independent ones; the three that differ are chosen in 
 class SocketExtension:
     """The extension's functions for one guest, in the dialect its imports ask for."""
 
-    def __init__(self, wasi: Any, imports: list[Any]):
+    def __init__(self, wasi: Any, imports: list[Any], guest_tls: Callable[[], Any]):
         self.wasi = wasi
+        self.guest_tls = guest_tls  # the guest's tls_streams.GuestTls, made on first use
+        # a guest that can set socket options may ask for hTLS
+        self.may_use_tls = any(imp.name == "sock_setsockopt" for imp in imports)
         arity = {imp.name: len(imp.params) for imp in imports if imp.module == "wasi_snapshot_preview1"}
         self.v1 = arity.get("sock_accept") == 2 or arity.get("sock_getlocaladdr") == 4 \
             or arity.get("sock_getpeeraddr") == 4
@@ -142,10 +147,16 @@ class SocketExtension:
         if socktype not in (SOCK_ANY, SOCK_DGRAM, SOCK_STREAM):
             raise Errno(witx.INVAL)
         ctx = self.wasi.ctx
-        if socktype == SOCK_DGRAM:
-            sock = Socket(self.wasi, udp=UdpSocket(ctx, family, new_os_socket(family, socket.SOCK_DGRAM)))
+        udp = socktype == SOCK_DGRAM
+        # a guest granted no network at all cannot even make a socket (as on the component host)
+        if not ctx.policy.check(NetworkUse.CREATE_UDP_SOCKET if udp else NetworkUse.CREATE_TCP_SOCKET, None):
+            raise Errno(witx.ACCES)
+        if udp:
+            sock = Socket(self.wasi, self.guest_tls,
+                          udp=UdpSocket(ctx, family, new_os_socket(family, socket.SOCK_DGRAM)))
         else:
-            sock = Socket(self.wasi, tcp=TcpSocket(ctx, family, new_os_socket(family, socket.SOCK_STREAM)))
+            sock = Socket(self.wasi, self.guest_tls,
+                          tcp=TcpSocket(ctx, family, new_os_socket(family, socket.SOCK_STREAM)))
         put_u32(self.mem(), fd_ptr, self.wasi.fds.add(sock))
 
     def sock_bind(self, fd: int, addr_ptr: int, port: int) -> None:
@@ -249,17 +260,20 @@ class SocketExtension:
 def resolve(ctx: Any, name: str, family: int, numeric: bool, passive: bool) -> list[Any]:
     """getaddrinfo's addresses, as the policy allows them (a refused name is NOENT, like an unknown one)."""
     if not name:
-        ip = "0.0.0.0" if passive else "127.0.0.1"
-        return [ipaddress.ip_address(ip)]
+        return [ipaddress.ip_address("0.0.0.0" if passive else "127.0.0.1")]
     try:
-        addresses = [canonical(ipaddress.ip_address(name))]
-    except ValueError:
-        if numeric:
-            raise Errno(witx.NOENT) from None
-        if not ctx.policy.may_lookup(name):
+        host = parse_host(name)  # normalised as the component host's lookups are
+    except Exception:  # noqa: BLE001 - a name the URL host parser refuses resolves to nothing
+        raise Errno(witx.NOENT) from None
+    if not isinstance(host, str):
+        if not ctx.policy.check(NetworkUse.NAME_LOOKUP, str(host)):
+            raise Errno(witx.NOENT)
+        addresses = [canonical(host)]
+    else:
+        if numeric or not ctx.policy.check(NetworkUse.NAME_LOOKUP, host):
             raise Errno(witx.NOENT)
         try:
-            infos = socket.getaddrinfo(name, 0, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             raise Errno(witx.NOENT) from None
         addresses = []
@@ -267,9 +281,6 @@ def resolve(ctx: Any, name: str, family: int, numeric: bool, passive: bool) -> l
             ip = canonical(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
             if ip not in addresses:
                 addresses.append(ip)
-    else:
-        if not ctx.policy.may_lookup(str(addresses[0])):
-            raise Errno(witx.NOENT)
     wanted = {AF_INET: 4, AF_INET6: 6}.get(family)
     found = [ip for ip in addresses if wanted is None or ip.version == wanted]
     if not found:
@@ -284,9 +295,10 @@ def _net_errno(e: Err) -> int:
 class Socket(Fd):
     """A socket descriptor: a wasi:sockets socket, its streams once connected, and hTLS."""
 
-    def __init__(self, wasi: Any, *, tcp: TcpSocket | None = None, udp: UdpSocket | None = None,
-                 streams: tuple[Any, Any] | None = None, nonblocking: bool = False):
+    def __init__(self, wasi: Any, guest_tls: Callable[[], Any], *, tcp: TcpSocket | None = None,
+                 udp: UdpSocket | None = None, streams: tuple[Any, Any] | None = None, nonblocking: bool = False):
         self.wasi = wasi
+        self.guest_tls = guest_tls
         self.tcp = tcp
         self.udp = udp
         self.input, self.output = streams if streams is not None else (None, None)
@@ -295,9 +307,8 @@ class Socket(Fd):
         self.io_started = False
         self.eof = False
         self.peeked = b""
-        self.tls: Any = None  # the hTLS connection
-        self.tls_source: Any = None
-        self.tls_sink: Any = None
+        self.tls: Any = None  # the hTLS connection (tls_streams.TlsConnection)
+        self.tls_ready = False  # its handshake is done: reads and writes are plaintext from here on
         self.tls_name: str | None = None  # set by the option; the handshake starts once connected
         self.tls_alpn: list[bytes] = []
         self.tls_identity: Any = None
@@ -369,7 +380,8 @@ class Socket(Fd):
         while True:
             try:
                 accepted, input_stream, output_stream = tcp.accept()
-                return Socket(self.wasi, tcp=accepted, streams=(input_stream, output_stream), nonblocking=nonblocking)
+                return Socket(self.wasi, self.guest_tls, tcp=accepted, streams=(input_stream, output_stream),
+                              nonblocking=nonblocking)
             except Err as e:
                 if e.value != "would-block":
                     raise
@@ -435,11 +447,11 @@ class Socket(Fd):
         """Bytes now, b"" at the end, None when a read would block."""
         if self.eof:
             return b""
-        if self.tls is not None and self.tls_source is None:  # still shaking hands
+        if self.tls is not None and not self.tls_ready:  # still shaking hands
             if self._tls_settled():
                 return self._read_now(n)
             return None
-        source = self.tls_source if self.tls is not None else self.input.source
+        source = self.tls if self.tls is not None else self.input.source
         try:
             data = source.read(n)
         except StreamClosed:
@@ -469,12 +481,19 @@ class Socket(Fd):
         return _blocking_io(self, lambda: self._write_now(data), write=True)
 
     def _write_now(self, data: bytes) -> int | None:
-        if self.tls is not None and self.tls_sink is None:
+        if self.tls is not None and not self.tls_ready:
             if self._tls_settled():
                 return self._write_now(data)
             return None
-        sink = self.tls_sink if self.tls is not None else self.output.sink
         try:
+            if self.tls is not None:
+                permit = self.tls.write_permit()
+                if not permit:
+                    return None
+                n = min(permit, len(data))
+                self.tls.write(data[:n])
+                return n
+            sink = self.output.sink
             permit = sink.check_write()
             if not permit:
                 return None
@@ -491,7 +510,7 @@ class Socket(Fd):
             raise Errno(witx.INVAL)
         self.io_started = True
         self._connected()
-        if self.tls is not None and how & witx.SDFLAGS_WR and self.tls_sink is not None:
+        if self.tls is not None and how & witx.SDFLAGS_WR and self.tls_ready:
             self.tls.close_output()  # close_notify first, then the FIN
         kind = {witx.SDFLAGS_RD: "receive", witx.SDFLAGS_WR: "send"}.get(how, "both")
         self.tcp.shutdown(kind)
@@ -621,69 +640,65 @@ class Socket(Fd):
             raise Errno(witx.NOPROTOOPT)
 
     def _identity(self, name: str) -> Any:
-        identity = self.wasi.ctx.tls.identities.get(name)
+        identity = self.guest_tls().settings.identities.get(name)
         if identity is None:
             raise Errno(witx.NOENT)  # no identity of that name was given to the host
         return identity
 
     def _start_tls(self) -> None:
-        from ..tls.connection import TlsConnection, track
-
-        settings = self.wasi.ctx.tls
         try:
-            self.tls = TlsConnection.client(settings, self.tls_name, self.input, self.output,
-                                            alpn_ids=self.tls_alpn, client_identity=self.tls_identity)
+            self.tls = self.guest_tls().client(self.tls_name, self.input.source, self.output.sink,
+                                               alpn_ids=self.tls_alpn, client_identity=self.tls_identity)
         except ValueError:
             self.tls_name = None
             raise Errno(witx.INVAL) from None
-        track(self.wasi.ctx, self.tls)
-        self.tls.start()
+        self.tls.advance()  # the ClientHello leaves now
 
     def _start_tls_server(self, identity: Any) -> None:
-        from ..tls.connection import TlsConnection, track
-        from ..tls.engine import ServerEngine
-
-        settings = self.wasi.ctx.tls
-        engine = ServerEngine(settings.client_config, identities=[identity], alpn_ids=self.tls_alpn,
-                              pause_on_client_hello=False, client_trust=settings.client_trust)
-        if self.tls_request_client_cert:
-            engine.request_client_identity()
-        self.tls = TlsConnection(settings, engine, self.input, self.output, server_name=None, role="server")
-        track(self.wasi.ctx, self.tls)
-        self.tls.start()
+        conn = self.guest_tls().server(self.input.source, self.output.sink)
+        try:
+            conn.configure_server_identities([identity])
+            if self.tls_alpn:
+                conn.configure_alpn_ids(self.tls_alpn)
+            if self.tls_request_client_cert:
+                conn.request_client_identity()
+        except ValueError:
+            conn.release()
+            raise Errno(witx.INVAL) from None
+        self.tls = conn
+        conn.advance()
 
     def _tls_failure(self) -> str | None:
         return self.tls.failure if self.tls is not None else None
 
     def _tls_settled(self) -> bool:
-        """Drives the handshake without blocking; True once it is done (or failed: reads then say so)."""
+        """Drives the handshake without blocking; True once it is done (a failure raises EPROTO)."""
         conn = self.tls
-        conn.advance(conn.handshake_settled)
+        conn.advance()
+        while conn.paused_at is not None:  # a server's ClientHello pause: all was configured up front
+            conn.go_on()
+            conn.advance()
         if not conn.handshake_settled():
             return False
-        if conn.failure is not None and not conn.engine.handshake_complete:
+        if not conn.handshake_complete:
             raise Errno(HTLS_FAILED)
-        self.tls_source = conn.plaintext_source()
-        self.tls_sink = conn.plaintext_sink()
+        self.tls_ready = True
         return True
 
     def _get_tls_option(self, name: int) -> str:
-        conn = self.tls
         if name == HTLS_SERVER_NAME:
             return self.tls_name or ""
-        if conn is None:
+        if self.tls is None:
             raise Errno(witx.NOTCONN)
-        engine = conn.engine
+        facts = self.tls.facts()
         if name == HTLS_ALPN:
-            return (engine.alpn_id or b"").decode("utf-8", "replace")
+            return (facts.alpn_id or b"").decode("utf-8", "replace") if facts else ""
         if name == HTLS_VERSION:
-            return engine.protocol_name or ""
+            return facts.protocol_name if facts else ""
         if name == HTLS_CIPHER:
-            return engine.cipher_suite_name or ""
+            return facts.cipher_suite_name if facts else ""
         if name == HTLS_PEER_SUBJECT:
-            from ..tls.connection import _names
-            peer = engine.peer_identity
-            return _names(peer.export_x509_chain()[0])[0] if peer is not None else ""
+            return _subject(facts.peer_identity) if facts and facts.peer_identity is not None else ""
         raise Errno(witx.NOPROTOOPT)
 
     # -- readiness and close -------------------------------------------------------------------------
@@ -696,7 +711,7 @@ class Socket(Fd):
     def close(self) -> None:
         conn = self.tls
         if conn is not None:
-            if conn.engine.handshake_complete and conn.failure is None:
+            if conn.handshake_complete and conn.failure is None:
                 try:
                     conn.close_output()  # close_notify
                 except Exception:  # noqa: BLE001 - closing must not fail the guest's close
@@ -706,6 +721,16 @@ class Socket(Fd):
             if stream is not None:
                 stream.drop()
         (self.tcp or self.udp).close()
+
+
+def _subject(identity: Any) -> str:
+    """The subject of a verified peer's certificate, RFC 4514."""
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(identity.export_x509_chain()[0]).subject.rfc4514_string()
+    except Exception:  # noqa: BLE001 - a name we cannot print is reported as none
+        return ""
 
 
 def _text(value: bytes) -> str:
@@ -757,13 +782,18 @@ class _Readiness:
         if s.input is None:
             return True  # not connected: an operation fails at once
         if s.tls is not None:
-            if s.tls_source is None:
+            if not s.tls_ready:
                 try:
                     if not s._tls_settled():
                         return False
                 except Errno:
                     return True
-            return s.tls_sink.poll_ready() if self.write else (bool(s.peeked) or s.tls_source.poll_ready())
+            if self.write:
+                try:
+                    return s.tls.write_permit() > 0
+                except (StreamFailed, StreamClosed):
+                    return True
+            return bool(s.peeked) or s.eof or s.tls.readable()
         if self.write:
             return s.output.sink.poll_ready()
         return bool(s.peeked) or s.eof or s.input.source.poll_ready()
@@ -778,9 +808,9 @@ class _Readiness:
         if s.tcp.state == LISTENING:
             return s.tcp.wait_on()
         if s.tls is not None:
-            if s.tls_source is None:
-                return s.tls.pump.wait(for_input=True)
-            return s.tls_sink.wait_on() if self.write else s.tls_source.wait_on()
+            if not s.tls_ready or not self.write:
+                return s.tls.wait_for_input()
+            return s.tls.wait_for_output()
         if s.input is None:
             return Wait()
         return s.output.sink.wait_on() if self.write else s.input.source.wait_on()
