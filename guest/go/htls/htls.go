@@ -404,7 +404,7 @@ func init() {
 		t.DialTLSContext = dialTLSContext
 		t.ForceAttemptHTTP2 = false
 		// one host call fills a large buffer: each call costs microseconds a small read would repeat
-		t.ReadBufferSize = 64 << 10
+		t.ReadBufferSize = 128 << 10
 		t.WriteBufferSize = 64 << 10
 	}
 }
