@@ -98,3 +98,23 @@ def test_go_https_server_on_server_side_htls(pki):
     assert with_cert.stdout.endswith(f'client "{subject}"\n')
     assert without.stdout.endswith('client ""\n'), without
     assert out.endswith("served 2\n"), err
+
+
+def test_plain_dial_carries_tls_done_in_the_guest(pki):
+    """htls.Dial is plain TCP: the guest's own crypto/tls runs over it (the bench's baseline)."""
+    httpget = build_go("httpget")
+    body = os.urandom(300_000)
+    (pki / "page.bin").write_bytes(body)
+    openssl = shutil.which("openssl") or pytest.skip("openssl not installed")
+
+    def s_server(port):
+        return [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-key", "key.pem", "-cert", "cert.pem", "-WWW",
+                "-quiet"]
+
+    with server_process(s_server, pki) as port:
+        proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--allow-net", f"localhost:{port}", "--dir",
+                               f"{pki}::/pki", "--tls-trace", str(httpget), "-intls", "-ca", "/pki/ca.pem",
+                               f"https://localhost:{port}/page.bin"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[1:] == [f"bytes {len(body)}", f"sha256 {hashlib.sha256(body).hexdigest()}"]
+    assert "tls: " not in proc.stderr  # the host did no TLS
