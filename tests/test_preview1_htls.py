@@ -174,6 +174,17 @@ def test_truncation_is_an_error_not_an_end(socktool, ca, ca_file):
     assert "truncated" in trace["ended"]
 
 
+def test_shutdown_for_writing_sends_close_notify_then_fin(socktool, ca, ca_file):
+    body = os.urandom(10_000)
+    with HttpsServer(server_context(ca.issue_cert("localhost")), body) as server:
+        code, out, err = run(wasitls(socktool, "fetch", "127.0.0.1", str(server.port), "localhost", "", "",
+                                     "shutdown", ca_file=ca_file))
+    assert code == 0, out + err.decode()
+    assert "shutdown: ok" in out and f"response: {len(response_of(body))} bytes" in out and "end eof" in out
+    # the server's unwrap returned: our close_notify came, then the TCP FIN (nothing after it)
+    assert server.errors == [] and server.client_close_notify and server.after_close_notify == b""
+
+
 def test_the_options_rules(socktool, ca, ca_file):
     """EINVAL on UDP, on a listening socket, with an empty name, a second time and after I/O;
     ENOTCONN before connect; ENOPROTOOPT for an option we do not define."""

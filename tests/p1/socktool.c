@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
         if (argc > 5 && *argv[5]) report("alpn", htls_set_alpn(fd, argv[5]));
         if (argc > 6 && *argv[6]) report("identity", setsockopt(fd, TIMECRAFT_LEVEL, HTLS_IDENTITY, argv[6], strlen(argv[6])));
         if (report("htls", htls_client(fd, argv[4])) < 0) return 1;
-        if (argc > 7) {  /* non-blocking: EAGAIN until the handshake is done, poll says when */
+        if (argc > 7 && !strcmp(argv[7], "nonblocking")) {  /* EAGAIN until the handshake is done, poll says when */
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
             const char *req = "GET / HTTP/1.0\r\n\r\n"; size_t off = 0; int again = 0, polls = 0;
             while (off < strlen(req)) {
@@ -220,6 +220,7 @@ int main(int argc, char **argv) {
             close(fd);
             return 1;
         }
+        if (argc > 7 && !strcmp(argv[7], "shutdown")) report("shutdown", shutdown(fd, SHUT_WR));
         drain(fd, "response");
         print_tls(fd);
         close(fd);
