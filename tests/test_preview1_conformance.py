@@ -162,3 +162,20 @@ def test_embedding_api_runs_module_bytes(programs, tmp_path):
             programs["c"].read_bytes(), ["3"])
     assert status == 3
     assert "env GREETING=(unset)" in out.read_text()
+
+
+BAD_WHENCE = """(module
+  (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (drop (call $seek (i32.const 0) (i64.const 0) (i32.const 7) (i32.const 0)))))
+"""
+
+
+def test_a_value_outside_a_witx_enum_fails_the_run_as_on_wasmtime(wasmtime_cli, tmp_path):
+    import wasmtime
+
+    module = tmp_path / "whence.wasm"
+    module.write_bytes(wasmtime.wat2wasm(BAD_WHENCE))
+    code, out, err = _run([sys.executable, "-m", "wasitls", "run", str(module)])
+    assert code == _run([str(wasmtime_cli), "run", str(module)])[0] == 1
+    assert err.strip().splitlines() == ["wasitls: guest trapped: invalid enum value 7 for whence"]

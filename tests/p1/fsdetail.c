@@ -102,5 +102,36 @@ int main(void) {
     printf("prestat 0: %d\n", __wasi_fd_prestat_get(0, &pre));
     printf("seek dir: %d\n", (int)lseek(d, 0, SEEK_CUR) < 0);
     printf("read dir: %d\n", (int)read(d, buf, 1) < 0);
+
+    /* the errno of each misuse, straight from the host */
+    __wasi_size_t n; __wasi_filesize_t pos; __wasi_iovec_t iov = {(uint8_t *)buf, 4};
+    __wasi_ciovec_t ciov = {(const uint8_t *)"abcd", 4}; __wasi_fd_t nfd;
+    printf("errno read dir %d\n", __wasi_fd_read(d, &iov, 1, &n));
+    printf("errno write dir %d\n", __wasi_fd_write(d, &ciov, 1, &n));
+    printf("errno pread dir %d\n", __wasi_fd_pread(d, &iov, 1, 0, &n));
+    printf("errno seek stdout %d\n", __wasi_fd_seek(1, 0, __WASI_WHENCE_CUR, &pos));
+    printf("errno tell stdin %d\n", __wasi_fd_tell(0, &pos));
+    printf("errno pread stdin %d\n", __wasi_fd_pread(0, &iov, 1, 0, &n));
+    printf("errno pread stdout %d\n", __wasi_fd_pread(1, &iov, 1, 0, &n));
+    printf("errno pwrite stdout %d\n", __wasi_fd_pwrite(1, &ciov, 1, 0, &n));
+    printf("errno pwrite stdin %d\n", __wasi_fd_pwrite(0, &ciov, 1, 0, &n));
+    printf("errno write stdin %d\n", __wasi_fd_write(0, &ciov, 1, &n));
+    printf("errno sync stdout %d\n", __wasi_fd_sync(1));
+    printf("errno sync dir %d\n", __wasi_fd_sync(d));
+    printf("errno setflags stdout %d\n", __wasi_fd_fdstat_set_flags(1, __WASI_FDFLAGS_NONBLOCK));
+    printf("errno setflags dir %d\n", __wasi_fd_fdstat_set_flags(d, 0));
+    printf("errno setflags sync %d\n", __wasi_fd_fdstat_set_flags(w, __WASI_FDFLAGS_SYNC));
+    printf("errno open under file %d\n", __wasi_path_open(w, 0, "x", 0, 0, 0, 0, &nfd));
+    printf("errno readdir file %d\n", __wasi_fd_readdir(w, (uint8_t *)buf, 8, 0, &n));
+    printf("errno advise dir %d\n", __wasi_fd_advise(d, 0, 1, 0));
+    printf("errno seek negative %d\n", __wasi_fd_seek(w, -5, __WASI_WHENCE_SET, &pos));
+    printf("errno close twice %d %d\n", __wasi_fd_close(w), __wasi_fd_close(w));
+    printf("errno open missing %d\n", __wasi_path_open(3, 0, "nope/x", 0, 0, 0, 0, &nfd));
+    printf("errno open excl %d\n", __wasi_path_open(3, 0, "d/alpha", __WASI_OFLAGS_CREAT | __WASI_OFLAGS_EXCL,
+                                                     __WASI_RIGHTS_FD_WRITE, 0, 0, &nfd));
+    printf("errno dir as file %d\n", __wasi_path_open(3, 0, "d/alpha", __WASI_OFLAGS_DIRECTORY, 0, 0, 0, &nfd));
+    printf("errno rmdir file %d\n", __wasi_path_remove_directory(3, "d/alpha"));
+    printf("errno unlink dir %d\n", __wasi_path_unlink_file(3, "d"));
+    printf("errno escape %d\n", __wasi_path_open(3, 0, "../x", 0, 0, 0, 0, &nfd));
     return 0;
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-from ..component.values import Err
+from ..component.values import Err, Trap
 from . import witx
 
 M32 = (1 << 32) - 1
@@ -23,6 +23,11 @@ class Errno(Exception):
     def __init__(self, errno: int):
         super().__init__(errno)
         self.errno = errno
+
+
+def invalid_enum(name: str, value: int) -> Trap:
+    """A value outside a witx enum: a trap, as wasmtime's generated bindings make it (not an errno)."""
+    return Trap(f"invalid enum value {value} for {name}")
 
 
 def errno_of(e: Err) -> int:

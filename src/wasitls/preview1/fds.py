@@ -33,7 +33,7 @@ class Fd:
         return self.filetype, flags, witx.RIGHTS_ALL, witx.RIGHTS_ALL
 
     def set_fdflags(self, flags: int) -> None:
-        self.nonblocking = bool(flags & witx.FDFLAGS_NONBLOCK)
+        raise Errno(witx.BADF)  # as wasmtime: only files (and here sockets) take flags
 
     def read(self, n: int) -> bytes | memoryview:
         raise Errno(witx.BADF)
@@ -42,10 +42,10 @@ class Fd:
         raise Errno(witx.BADF)
 
     def pread(self, n: int, offset: int) -> bytes:
-        raise Errno(witx.SPIPE)
+        raise Errno(witx.BADF)
 
     def pwrite(self, data: bytes, offset: int) -> int:
-        raise Errno(witx.SPIPE)
+        raise Errno(witx.BADF)
 
     def seek(self, offset: int, whence: int) -> int:
         raise Errno(witx.SPIPE)
@@ -55,7 +55,7 @@ class Fd:
         return (0, 0, self.filetype, 0, 0, 0, 0, 0)
 
     def directory(self) -> Descriptor:
-        raise Errno(witx.NOTDIR)
+        raise Errno(witx.BADF)  # wasmtime's answer for a path call on anything but a directory
 
     def file(self) -> "File":
         raise Errno(witx.BADF)
@@ -95,6 +95,9 @@ class Stdin(Fd):
         r = witx.RIGHT["FD_READ"]
         return self.filetype, witx.FDFLAGS_NONBLOCK if self.nonblocking else 0, r, r
 
+    def pread(self, n: int, offset: int) -> bytes:
+        raise Errno(witx.SPIPE)
+
     def read(self, n: int) -> bytes:
         def attempt() -> bytes | None:
             try:
@@ -117,6 +120,9 @@ class Stdout(Fd):
     def fdstat(self) -> tuple[int, int, int, int]:
         r = witx.RIGHT["FD_WRITE"]
         return self.filetype, witx.FDFLAGS_NONBLOCK if self.nonblocking else 0, r, r
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        raise Errno(witx.SPIPE)
 
     def write(self, data: bytes) -> int:
         try:
@@ -185,7 +191,9 @@ class File(_Opened):
         return self.filetype, flags, base, base
 
     def set_fdflags(self, flags: int) -> None:
-        super().set_fdflags(flags)
+        if flags & (witx.FDFLAGS_DSYNC | witx.FDFLAGS_SYNC | witx.FDFLAGS_RSYNC):
+            raise Errno(witx.INVAL)  # only APPEND and NONBLOCK change after open
+        self.nonblocking = bool(flags & witx.FDFLAGS_NONBLOCK)
         self.append = bool(flags & witx.FDFLAGS_APPEND)
 
     def read(self, n: int) -> bytes:
@@ -206,19 +214,25 @@ class File(_Opened):
 
     def write(self, data: bytes) -> int:
         if self.append:
-            stream = self.descriptor.append_via_stream()
-            try:
-                stream.write(data)
-                stream.flush()
-            finally:
-                stream.drop()
+            n = self._append(data)
             self.position = self.descriptor.stat()["size"]
-            return len(data)
+            return n
         n = self.pwrite(data, self.position)
         self.position += n
         return n
 
+    def _append(self, data: bytes) -> int:
+        stream = self.descriptor.append_via_stream()
+        try:
+            stream.write(data)
+            stream.flush()
+        finally:
+            stream.drop()
+        return len(data)
+
     def pwrite(self, data: bytes, offset: int) -> int:
+        if self.append:  # as on wasmtime (and Linux): a descriptor opened to append appends
+            return self._append(data)
         view = memoryview(data)
         total = 0
         while total < len(view):
@@ -272,12 +286,6 @@ class Directory(_Opened):
             return self.filetype, 0, witx.PREOPEN_RIGHTS_BASE, witx.PREOPEN_RIGHTS_INHERITING
         base = witx.RIGHTS_ALL & ~witx.DIRECTORY_RIGHTS_REMOVED
         return self.filetype, 0, base, base
-
-    def read(self, n: int) -> bytes:
-        raise Errno(witx.ISDIR)
-
-    def write(self, data: bytes) -> int:
-        raise Errno(witx.ISDIR)
 
     def seek(self, offset: int, whence: int) -> int:
         raise Errno(witx.BADF)

@@ -17,8 +17,8 @@ from ..wasi.ctx import WasiCtx
 from ..wasi.filesystem.types import Descriptor
 from ..wasi.io.poll import Deadline, wait_any
 from . import witx
-from .abi import (Errno, gather, get_bytes, get_str, get_u16, get_u32, get_u64, in_bounds, iovecs, make_adapter,
-                  put_bytes, put_u16, put_u32, put_u64, scatter, signed64)
+from .abi import (Errno, gather, get_bytes, get_str, get_u16, get_u32, get_u64, in_bounds, invalid_enum, iovecs,
+                  make_adapter, put_bytes, put_u16, put_u32, put_u64, scatter, signed64)
 from .fds import Directory, Fd, FdTable, File, Stdin, Stdout, filestat_of, timestamps
 
 # core signature of each function: one letter per parameter, i = i32, I = i64 (all return an i32
@@ -113,7 +113,7 @@ class WasiSnapshotPreview1:
     def _clock(self, clock_id: int) -> tuple[Callable[[], int], str]:
         clock = self._CLOCKS.get(clock_id)
         if clock is None:
-            raise Errno(witx.INVAL)
+            raise invalid_enum("clockid", clock_id)
         return clock
 
     def clock_res_get(self, clock_id: int, resolution_ptr: int) -> None:
@@ -128,7 +128,7 @@ class WasiSnapshotPreview1:
     def fd_advise(self, fd: int, offset: int, length: int, advice: int) -> None:
         file = self.fds.get(fd).file()
         if advice not in witx.ADVICE:
-            raise Errno(witx.INVAL)
+            raise invalid_enum("advice", advice)
         file.descriptor.advise(offset, length, witx.ADVICE[advice])
 
     def fd_allocate(self, fd: int, offset: int, length: int) -> None:
@@ -141,11 +141,7 @@ class WasiSnapshotPreview1:
         self._synced(fd).sync_data()
 
     def _synced(self, fd: int) -> Descriptor:
-        entry = self.fds.get(fd)
-        descriptor = getattr(entry, "descriptor", None)
-        if descriptor is None:
-            raise Errno(witx.INVAL)
-        return descriptor
+        return self.fds.get(fd).file().descriptor  # as wasmtime: files only
 
     def fd_fdstat_get(self, fd: int, stat_ptr: int) -> None:
         filetype, flags, base, inheriting = self.fds.get(fd).fdstat()
@@ -212,8 +208,6 @@ class WasiSnapshotPreview1:
     def fd_pwrite(self, fd: int, iovs: int, iovs_len: int, offset: int, nwritten_ptr: int) -> None:
         entry = self.fds.get(fd)
         mem = self.mem()
-        if isinstance(entry, File) and entry.append:
-            raise Errno(witx.SPIPE)  # POSIX's pwrite would append anyway; refuse instead of lying
         n = entry.pwrite(gather(mem, iovs, iovs_len), offset)
         put_u32(self.mem(), nwritten_ptr, n)
 
@@ -228,7 +222,7 @@ class WasiSnapshotPreview1:
     def fd_readdir(self, fd: int, buf: int, buf_len: int, cookie: int, bufused_ptr: int) -> None:
         entry = self.fds.get(fd)
         if not isinstance(entry, Directory):
-            raise Errno(witx.NOTDIR)
+            raise Errno(witx.BADF)
         out = bytearray()
         for index, (name, filetype, ino) in enumerate(entry.entries()):
             if index < cookie:
@@ -252,6 +246,8 @@ class WasiSnapshotPreview1:
             self.fds.entries[to] = self.fds.remove(fd)
 
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset_ptr: int) -> None:
+        if whence not in (witx.WHENCE_SET, witx.WHENCE_CUR, witx.WHENCE_END):
+            raise invalid_enum("whence", whence)
         position = self.fds.get(fd).seek(signed64(offset), whence)
         put_u64(self.mem(), newoffset_ptr, position)
 
@@ -301,6 +297,8 @@ class WasiSnapshotPreview1:
 
     def path_open(self, fd: int, dirflags: int, path: int, path_len: int, oflags: int, rights_base: int,
                   rights_inheriting: int, fdflags: int, fd_ptr: int) -> None:
+        if isinstance(self.fds.get(fd), File):
+            raise Errno(witx.NOTDIR)  # as wasmtime: a file here is NOTDIR, anything else not a directory BADF
         d = self._dir(fd)
         open_flags = {name for bit, name in ((witx.OFLAGS_CREAT, "create"), (witx.OFLAGS_DIRECTORY, "directory"),
                                              (witx.OFLAGS_EXCL, "exclusive"), (witx.OFLAGS_TRUNC, "truncate"))
@@ -363,7 +361,7 @@ class WasiSnapshotPreview1:
                 source = entry.readable() if tag == witx.EVENTTYPE_FD_READ else entry.writable()
                 subs.append((userdata, tag, source, entry))
             else:
-                raise Errno(witx.INVAL)
+                raise invalid_enum("eventtype", tag)
         ready = wait_any([s[2] for s in subs])
         mem = self.mem()
         for n, k in enumerate(ready):
