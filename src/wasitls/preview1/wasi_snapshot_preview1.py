@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any, Callable
 
+from ..component.errors import ComponentError
 from ..component.values import GuestExit, Trap
 from ..wasi.ctx import WasiCtx
 from ..wasi.filesystem.types import Descriptor
@@ -46,13 +47,16 @@ class WasiSnapshotPreview1:
 
     def __init__(self, ctx: WasiCtx):
         self.ctx = ctx
-        self.memory: Any = None  # the guest's exported memory (component.runtime.LinearMemory)
+        self.memory: Any = None  # the guest's exported memory (component.wasmtime_capi.LinearMemory)
         self.fds = FdTable()
         self.fds.add(Stdin(ctx.stdin, ctx.stdin_tty))
         self.fds.add(Stdout(ctx.stdout, ctx.stdout_tty))
         self.fds.add(Stdout(ctx.stderr, ctx.stderr_tty))
         for preopen in ctx.policy.preopens:
-            self.fds.add(Directory(Descriptor.open_preopen(preopen.host_path), preopen.guest_path))
+            try:
+                self.fds.add(Directory(Descriptor.open_preopen(preopen.host_path), preopen.guest_path))
+            except OSError as e:  # the directory went away (or changed) since the options were read
+                raise ComponentError(f"--dir {preopen.host_path}: {e.strerror}") from None
 
     def function(self, imp: Any) -> Callable[[Any], None] | None:
         """The raw adapter for an import, if it names one of ours with the witx's signature."""
