@@ -259,7 +259,9 @@ class SocketExtension:
 
 def resolve(ctx: Any, name: str, family: int, numeric: bool, passive: bool) -> list[Any]:
     """getaddrinfo's addresses, as the policy allows them (a refused name is NOENT, like an unknown one)."""
-    if not name:
+    if not name:  # no node: the wildcard address to bind, or loopback to connect to
+        if family == AF_INET6:
+            return [ipaddress.ip_address("::" if passive else "::1")]
         return [ipaddress.ip_address("0.0.0.0" if passive else "127.0.0.1")]
     try:
         host = parse_host(name)  # normalised as the component host's lookups are
