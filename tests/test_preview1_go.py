@@ -118,3 +118,21 @@ def test_plain_dial_carries_tls_done_in_the_guest(pki):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[1:] == [f"bytes {len(body)}", f"sha256 {hashlib.sha256(body).hexdigest()}"]
     assert "tls: " not in proc.stderr  # the host did no TLS
+
+
+def test_timecraft_dialer_order_sets_the_option_after_connect(ca, pki):
+    """Timecraft's Go dialer: non-blocking connect, poll for writability, SO_ERROR, net.FileConn,
+    and only then the hTLS option; raw imports, no SDK."""
+    from test_wasi_tls import HttpsServer, server_context
+
+    program = build_go("lateoption")
+    body = os.urandom(50_000)
+    with HttpsServer(server_context(ca.issue_cert("example.com")), body) as server:
+        proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--allow-net", "127.0.0.1", "--ca-file",
+                               str(pki / "ca.pem"), str(program), "127.0.0.1", str(server.port), "example.com"],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + len(body)
+    assert proc.stdout.splitlines() == ["connect in progress or done: true", "so_error: 0", "htls option: 0",
+                                        f"read {expected} bytes, err <nil>"]
+    assert server.sni == ["example.com"] and server.client_close_notify
