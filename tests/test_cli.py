@@ -220,10 +220,10 @@ NOT_A_COMMAND = """
 @pytest.mark.parametrize("engine", ENGINES)
 def test_exported_interfaces_and_not_a_command(tmp_path, engine):
     from wasitls.component.compile_cache import CompileCache
-    from wasitls.host import make_engine
+    from wasitls.host import make_backend
 
     ok = wasmtime.wat2wasm(EXIT_WITH_CODE.format(version="0.2.3", code=0))
-    assert make_engine(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
+    assert make_backend(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
     wasm = component(tmp_path, "lib.wasm", NOT_A_COMMAND)
     proc = wasitls("run", "--engine", engine, str(wasm))
     assert proc.returncode == 2

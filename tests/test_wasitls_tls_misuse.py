@@ -122,7 +122,7 @@ def scenario_lines(name: str, text: str, **values) -> list[str]:
     return [f"{name}.{line}" for line in expect(text.format(**values))] + [f"{name}.end="]
 
 
-def test_client_misuse(misuse, pkis, _fast_engine):
+def test_client_misuse(misuse, pkis):
     """Each client scenario on its own connection to a Python ssl server (TLS 1.3, no ALPN)."""
     pki = pkis["ECDSA"]
     names = list(CLIENT_SCENARIOS)
@@ -146,7 +146,7 @@ def test_client_misuse(misuse, pkis, _fast_engine):
     assert len([line for line in run.err.splitlines() if line.startswith("tls: ")]) == len(names), run.err
 
 
-def test_client_identity_request_answers(misuse, pkis, _fast_engine):
+def test_client_identity_request_answers(misuse, pkis):
     """respond with two identities: the first is sent, and is the connection's client-identity."""
     pki = pkis["RSA"]
     name = "c-respond-first-of-two"
@@ -170,7 +170,7 @@ def test_client_identity_request_answers(misuse, pkis, _fast_engine):
     ("c-respond-after-abort", "abort=written"),
     ("c-respond-after-finish", "finish=ok"),
 ])
-def test_client_identity_request_answered_too_late(misuse, pkis, name, before, _fast_engine):
+def test_client_identity_request_answered_too_late(misuse, pkis, name, before):
     """respond has no result to carry an error: answering after the handshake went on without the
     answer (abort, or finish first) is a clean trap raised by the host: exit 1 (as wasmtime exits
     when a host call ends the guest) with one line naming the call."""
@@ -268,7 +268,7 @@ SERVER_SCENARIOS = {
 }
 
 
-def test_server_misuse(misuse, pkis, _fast_engine):
+def test_server_misuse(misuse, pkis):
     """Each server scenario on the next connection of a Python ssl client (TLS 1.3; 1.2 where named)."""
     pki = pkis["ECDSA"]
     names = list(SERVER_SCENARIOS)
@@ -338,7 +338,7 @@ def key_files(tmp_path_factory, pkis):
     return root
 
 
-def test_private_identity_parse(misuse, pkis, key_files, _fast_engine):
+def test_private_identity_parse(misuse, pkis, key_files):
     """parse takes PEM keys as PKCS#8, PKCS#1 and SEC1 with the chain as DER or PEM certificates;
     parse-encrypted takes encrypted PKCS#8 and legacy encrypted PEM with the passphrase; every
     malformed or mismatched input is an error result (never a trap); identities.get finds what

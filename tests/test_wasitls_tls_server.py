@@ -15,7 +15,6 @@ import pytest
 from wasitls_tls_helpers import (MATRIX, TIMEOUT, VERSIONS, GuestServer, body_facts, client_hello_bytes, h2_get,
                                  iana_suite, need, py_client_context, py_https_get, readable, wasitls_command)
 
-pytestmark = pytest.mark.usefixtures("_fast_engine")
 
 
 @pytest.fixture(scope="module")

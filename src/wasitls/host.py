@@ -26,7 +26,7 @@ class HostError(Exception):
     """Anything that stops a component from starting: one line for the person running it."""
 
 
-def make_engine(name: str) -> Backend:
+def make_backend(name: str) -> Backend:
     """The component backend the `engine` option names ('fast' or 'reference')."""
     if name == "reference":
         from .component.reference import ReferenceBackend
@@ -101,7 +101,7 @@ class Host:
     ):
         self.policy = _build_policy(policy, list(allow_net), list(allow_listen), list(dirs))
         self.env = _parse_env(env)
-        self.engine = make_engine(engine)
+        self.backend = make_backend(engine)
         self.cache = CompileCache.default() if cache else CompileCache(None)
         self.tls_options = {
             "ca_file": None if ca_file is None else str(ca_file),
@@ -173,7 +173,7 @@ class Host:
             except OSError as e:
                 raise HostError(f"cannot read {component}: {e.strerror}") from None
         try:
-            return self.engine.load(wasm, cache=self.cache, progress=self.progress)
+            return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
         except OSError as e:  # the file could be opened but not read
