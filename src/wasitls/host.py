@@ -223,7 +223,7 @@ class Host:
         if argv0 is None:
             argv0 = "module.wasm" if isinstance(module, (bytes, bytearray)) else os.path.basename(name)
         ctx = self._ctx([argv0, *args])
-        wasmtime_engine = getattr(self.engine, "wasmtime_engine", None)  # compiled code is per engine
+        wasmtime_engine = getattr(self.backend, "wasmtime_engine", None)  # compiled code is per engine
         if wasmtime_engine is None:
             wasmtime_engine = self.__dict__.setdefault("_p1_wasmtime_engine", wasmtime.Engine())
         warn = self.progress or (lambda line: print(f"wasitls: {line}", file=sys.stderr, flush=True))
