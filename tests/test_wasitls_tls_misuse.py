@@ -101,6 +101,11 @@ CLIENT_SCENARIOS = {
         finish-after-drop=err""", "nothing"),
     "c-drop-connection-pending": ("""
         verify-get=err""", "nothing"),
+    # issue 10 F14: once the connection is dropped, finish's future is an error even when the
+    # handshake had completed (it used to hand out streams over a released connection)
+    "c-drop-connection-before-get": ("""
+        finish=ready
+        finish-get-after-drop=err""", "handshake only"),
     # The plaintext streams hold the connection (src/wasitls/wasitls_tls/tls.py): they work on.
     "c-drop-connection-after-finish": ("""
         finish=ok
@@ -141,6 +146,8 @@ def test_client_misuse(misuse, pkis):
             assert (view.error, view.received) == (None, b"GET / HTTP/1.1\r\n\r\n"), name
         elif seen == "alert":
             assert "ALERT" in str(view.error).upper() and view.received == b"", (name, view.error)
+        elif seen == "handshake only":  # the handshake completed, then the connection ended: no data
+            assert view.handshake_done.is_set() and view.received == b"", (name, view.error)
         else:  # the connection ended before any TLS record: an EOF, no data
             assert isinstance(view.error, (ssl.SSLError, OSError)) and view.received == b"", (name, view.error)
     assert len([line for line in run.err.splitlines() if line.startswith("tls: ")]) == len(names), run.err
@@ -433,3 +440,44 @@ def test_cli_identity_errors(misuse, pkis, key_files, problem, message):
     assert len(lines) == 1 and lines[0].startswith("wasitls: error: ") and message in lines[0], lines
     assert proc.stdout == b""
 
+
+
+def test_finish_beside_a_timer_against_a_handshake_flood(misuse, pkis):
+    """Issue 10 F13 from a guest: a peer streaming HelloRequest records (which OpenSSL's client
+    accepts before the ServerHello) while the guest polls finish's future beside a fired timer. The
+    timer is served, and the handshake fails with the flood named in the trace, after at most
+    MAX_HANDSHAKE_BYTES (the unfixed host read until the peer gave up: 256 MB here)."""
+    import socket
+    import threading
+
+    from wasitls.tls.engine import MAX_HANDSHAKE_BYTES
+
+    record = bytes([0x16, 0x03, 0x03, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def flood():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                for _ in range(600):
+                    conn.sendall(record * 50_000)
+            except OSError:
+                pass
+
+    peer = threading.Thread(target=flood, daemon=True)
+    peer.start()
+    pki = pkis["ECDSA"]
+    name = "c-finish-beside-timer"
+    run = run_guest(wasitls_command(misuse, ["client", "127.0.0.1", listener.getsockname()[1], "localhost", name],
+                                    pki=pki))
+    peer.join(TIMEOUT)
+    listener.close()
+    assert run.returncode == 0, run
+    assert run.lines == scenario_lines(name, """
+        timer=served
+        finish=err"""), run
+    trace = [line for line in run.err.splitlines() if line.startswith("tls: ")]
+    assert len(trace) == 1 and "ended=failed: the peer sent over 256 KiB without completing" in trace[0], run.err
+    received = int(re.search(r" received=(\d+) ", trace[0])[1])
+    assert received <= MAX_HANDSHAKE_BYTES + (1 << 16), received

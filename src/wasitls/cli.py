@@ -27,7 +27,7 @@ def _exit_now(status: int) -> None:
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a WASI 0.2 command component",
+    p = sub.add_parser("run", help="run a WASI 0.2 command component or a WASI preview 1 command module",
                        usage="wasitls run [OPTIONS] COMPONENT [ARGS...]")
     _add_guest_options(p)
     p.add_argument("component", metavar="COMPONENT")
@@ -48,6 +48,7 @@ def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
     p.add_argument("--allow-listen", action="append", default=[], metavar="[HOST:]PORT",
                    help="allow bind/listen on that local address (any local address without HOST or with '*'); PORT "
                         "0-65535, 0 for a port the OS picks; repeatable")
+    # every file option (and COMPONENT) must name a regular file of bounded size: see wasitls.inputfiles
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file for TLS")
     p.add_argument("--client-ca-file", metavar="PEM",
                    help="trust these roots for client certificates a guest server receives")
@@ -58,9 +59,13 @@ def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
                    help="wasi:http requests to HOST over HTTPS present the --identity NAME as their client "
                         "certificate ('*' for every host); repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
-    p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection")
+    p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
+                                                        "file, a character device, or a FIFO a reader holds open)")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
-                   help="component engine: our own runtime (fast) or wasmtime-py's component API (reference)")
+                   help="component engine: our own runtime (fast) or wasmtime-py's component API (reference; it "
+                        "cannot make host calls that borrow two resources, e.g. wasi:sockets tcp start-connect, "
+                        "wasi:io/poll with several pollables, filesystem rename-at: such a call ends the guest "
+                        "with a line saying so)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
                                                            "(also: WASITLS_NO_CACHE=1)")
 

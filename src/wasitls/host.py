@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from .component.backend import Backend
@@ -15,6 +16,7 @@ from .component.compile_cache import CompileCache, WasmFile
 from .component.errors import ComponentError, GuestTrap
 from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
+from .inputfiles import InputFileError
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
@@ -190,6 +192,8 @@ class Host:
             try:
                 # opened now, read only if the compile cache does not already know this file
                 wasm = WasmFile(component)
+            except InputFileError as e:  # a device, a FIFO, a socket; or larger than any component
+                raise HostError(f"{component}: {e.strerror}") from None
             except FileNotFoundError:
                 raise HostError(f"no such file: {component}") from None
             except IsADirectoryError:
@@ -200,6 +204,8 @@ class Host:
             return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
+        except InputFileError as e:  # it grew past the bound while we read it
+            raise HostError(f"{component}: {e.strerror}") from None
         except OSError as e:  # the file could be opened but not read
             raise HostError(f"cannot read {component}: {e.strerror}") from None
         finally:
@@ -207,7 +213,10 @@ class Host:
                 wasm.close()
 
     def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
-        """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
+        """Runs a command component, or a WASI preview 1 command module; returns its exit status.
+        Raises HostError if it cannot start."""
+        if _is_core_module(component):
+            return self._run_preview1(component, args, argv0)
         loaded = self.load(component)
         # any version of wasi:cli/run, as the component names it
         run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None)
@@ -228,6 +237,48 @@ class Host:
             return e.status
         finally:
             ctx.lifetime.end()
+
+
+    def _run_preview1(self, module: str | os.PathLike | bytes, args: Iterable[str], argv0: str | None) -> int:
+        """A WASI preview 1 command module (src/wasitls/preview1), with the same options and exit rules."""
+        import wasmtime
+
+        from .preview1 import run_module
+
+        name = "module" if isinstance(module, (bytes, bytearray)) else os.fspath(module)
+        try:
+            wasm: bytes | WasmFile = bytes(module) if isinstance(module, (bytes, bytearray)) else WasmFile(module)
+        except OSError as e:
+            raise HostError(f"cannot read {name}: {e.strerror}") from None
+        if argv0 is None:
+            argv0 = "module.wasm" if isinstance(module, (bytes, bytearray)) else os.path.basename(name)
+        ctx = self._ctx([argv0, *args])
+        wasmtime_engine = getattr(self.backend, "wasmtime_engine", None)  # compiled code is per engine
+        if wasmtime_engine is None:
+            wasmtime_engine = self.__dict__.setdefault("_p1_wasmtime_engine", wasmtime.Engine())
+        warn = self.progress or (lambda line: print(f"wasitls: {line}", file=sys.stderr, flush=True))
+        try:
+            return run_module(wasm, ctx, wasmtime_engine=wasmtime_engine, cache=self.cache, tls_settings=self._tls,
+                              progress=self.progress, warn=lambda line: warn(f"warning: {line}"))
+        except ComponentError as e:
+            raise HostError(f"{name}: {e}") from None
+        finally:
+            if isinstance(wasm, WasmFile):
+                wasm.close()
+            ctx.lifetime.end()
+
+
+def _is_core_module(component: str | os.PathLike | bytes) -> bool:
+    """A core module starts with the wasm magic and version 1 (a component has version 0x0d)."""
+    if isinstance(component, (bytes, bytearray)):
+        head = bytes(component[:8])
+    else:
+        try:
+            with open(component, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            return False  # load() reports it
+    return head == b"\0asm\x01\0\0\0"
 
 
 __all__ = ["Host", "HostError", "GuestTrap"]
