@@ -118,6 +118,10 @@ class Fields:
     def clone(self) -> "Fields":
         return Fields(list(self.items))
 
+    def view(self) -> "Fields":
+        """The headers of an outgoing request or response as `headers()` gives them: immutable (WIT)."""
+        return Fields(self.items, immutable=True)
+
     def wire(self) -> list[tuple[bytes, bytes]]:
         return [(n.encode(), v) for n, v in self.items]
 
@@ -212,8 +216,7 @@ class OutgoingRequest:
         self._authority = authority
 
     def headers(self) -> Fields:
-        # a live view, as on wasmtime: guests (StarlingMonkey) add headers after construction
-        return self._headers
+        return self._headers.view()
 
 
 class RequestOptions:
@@ -377,7 +380,7 @@ class OutgoingResponse:
         self._status = status_code
 
     def headers(self) -> Fields:
-        return self._headers
+        return self._headers.view()
 
     def body(self) -> "OutgoingBody":
         if self.outgoing_body is not None:
