@@ -294,3 +294,13 @@ def test_py_client_connect_timeout(py_client):
         listener.close()
     assert code == 0, err
     assert out == "error ErrorCode_ConnectionTimeout\n"
+
+
+def test_tls_keylog_and_trace_cover_http(py_client, tls, pki, tmp_path):
+    keylog = tmp_path / "keys.log"
+    code, out, err = wasitls(py_client, "get", f"https://localhost:{tls.port}/",
+                             options=["--allow-net", "localhost", "--ca-file", str(pki.ca_pem), "--tls-keylog",
+                                      str(keylog), "--tls-trace"])
+    assert code == 0 and out.startswith("status 200 "), err
+    assert any(line.split()[0] in ("CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0") for line in keylog.read_text().splitlines())
+    assert [l for l in err.splitlines() if l.startswith("tls: server=localhost ")], err
