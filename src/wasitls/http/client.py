@@ -26,6 +26,7 @@ RESPONSE_BUFFER = 1 << 18  # response body read ahead of the guest
 MAX_IDLE_PER_ORIGIN = 4
 MAX_IDLE = 32
 H2_WINDOW = 1 << 20  # per-stream receive window: what a server may send ahead of the guest's reads
+ACK_STEP = 1 << 17  # read bytes gathered into one WINDOW_UPDATE
 _NO_BODY_METHODS = {b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"}
 
 
@@ -286,6 +287,7 @@ class H2Channel:
         self.inbox: deque = deque()
         self.trailers: list = []
         self.ended_send = False
+        self.unacked = 0  # bytes the guest read that the window has not been reopened for yet
 
     def send_head(self, head: RequestHead, content_length: int | None, has_body: bool) -> None:
         headers = [(b":method", head.method), (b":scheme", head.scheme.encode()),
@@ -338,12 +340,21 @@ class H2Channel:
         return got
 
     def consumed(self, n: int) -> None:
-        if n and self.stream_id in self.conn.channels:
+        """The guest read n bytes: reopen the window by as much, in steps of ACK_STEP (a WINDOW_UPDATE
+        per small read would cost more than the read)."""
+        self.unacked += n
+        if self.unacked >= ACK_STEP or self.stream_id not in self.conn.channels:  # ended: no more to gather
+            self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        # also after the stream ended: the connection's window must get every byte back
+        if self.unacked and self.conn.error is None:
             try:
-                self.conn.h2.acknowledge_received_data(n, self.stream_id)
+                self.conn.h2.acknowledge_received_data(self.unacked, self.stream_id)
                 self.conn.flush()
-            except Exception:
+            except Exception:  # a connection that is going away
                 pass
+        self.unacked = 0
 
     def wait(self, for_input: bool) -> Wait:
         if self.inbox:
@@ -352,6 +363,7 @@ class H2Channel:
 
     def finish(self, pool: "HttpClient", ok: bool) -> None:
         conn = self.conn
+        self._acknowledge()
         if self.stream_id in conn.channels:
             conn.channels.pop(self.stream_id, None)
             try:
@@ -478,7 +490,7 @@ class ClientExchange:
                 self._on(event)
             events.clear()
             if self.discard_body:
-                self.response_body.clear()
+                self.discard_response_body()
         self._maybe_finish()
 
     def _on(self, event: tuple) -> None:
@@ -523,6 +535,12 @@ class ClientExchange:
                     self.channel.conn.close()
                 else:
                     self.channel.finish(self.client, ok=False)
+
+    def discard_response_body(self) -> None:
+        dropped = self.response_body.size
+        self.response_body.clear()
+        if dropped and self.channel is not None:
+            self.channel.consumed(dropped)
 
     def take_body(self, n: int) -> bytes:
         data = self.response_body.take(n)

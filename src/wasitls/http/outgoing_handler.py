@@ -91,7 +91,7 @@ class ResponseFeed:
         return (ex.response_trailers or None), None
 
     def discard(self) -> None:
-        self.exchange.response_body.clear()
+        self.exchange.discard_response_body()
         self.exchange.discard_body = True
 
     def close(self) -> None:
