@@ -192,6 +192,7 @@ def nginx(pki, plain, tmp_path_factory):
     docroot = root / "www"
     docroot.mkdir()
     (docroot / "big.bin").write_bytes(pattern(0, BIG))
+    (docroot / "mid.bin").write_bytes(pattern(0, 1 << 20))
     proc, h2_port, mtls_port = start_nginx(pki, root, docroot, plain.port)
     yield h2_port, mtls_port
     proc.terminate()
@@ -304,3 +305,18 @@ def test_tls_keylog_and_trace_cover_http(py_client, tls, pki, tmp_path):
     assert code == 0 and out.startswith("status 200 "), err
     assert any(line.split()[0] in ("CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0") for line in keylog.read_text().splitlines())
     assert [l for l in err.splitlines() if l.startswith("tls: server=localhost ")], err
+
+
+def test_http2_connection_window_comes_back(py_client, nginx, pki):
+    # 24 MiB in 24 streams of one HTTP/2 connection: more than its receive window (16 MiB), so every
+    # byte read must be handed back to the connection's window, also after each stream ended
+    h2_port, _ = nginx
+    args = []
+    for _ in range(24):
+        args += ["get", f"https://localhost:{h2_port}/mid.bin"]
+    code, out, err = wasitls(py_client, *args, options=["--allow-net", "localhost", "--ca-file", str(pki.ca_pem),
+                                                        "--tls-trace"])
+    assert code == 0, err
+    assert out.splitlines() == [f"status 200 content-type=text/plain x-test=- body {1 << 20} "
+                                f"sha256 {pattern_digest(1 << 20)} trailers []"] * 24
+    assert len([l for l in err.splitlines() if l.startswith("tls: ")]) == 1
