@@ -46,6 +46,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                         "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection")
+    p.add_argument("--tls-guest-insecure", action="store_true",
+                   help="let a guest's ssl module turn off certificate and host name checks (CERT_NONE, "
+                        "check_hostname=False); refused by default")
+    p.add_argument("--tls-guest-roots", choices=["narrow", "own"], default="narrow",
+                   help="CA certificates a guest's ssl module loads: 'narrow' (default) can only narrow the "
+                        "host's trust; 'own' replace it for that guest's connections, as in CPython")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
                    help="component engine: our own runtime (fast) or wasmtime-py's component API (reference)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
             ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
             tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
+            tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
             cache=not ns.no_cache, progress=_progress,
         )
         status = host.run(ns.component, ns.args)

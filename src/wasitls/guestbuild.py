@@ -115,11 +115,14 @@ def build_guest(
     app: str = "app",
     progress: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
+    python_path: Sequence[Path] = (),
 ) -> Path:
     """Build (or fetch from the cache) the component for the guest in ``source_dir``.
 
     ``source_dir`` holds the app module and ``wit/``; ``wit_dirs`` are extra WIT package
-    directories placed under ``deps/`` beside the vendored ones.  Returns the ``.wasm`` path.
+    directories placed under ``deps/`` beside the vendored ones; ``python_path`` are more
+    directories of Python packages (componentize-py ``-p``), in order, each part of the cache key.
+    Returns the ``.wasm`` path.
     """
     source_dir = Path(source_dir).resolve()
     guest_wit = source_dir / "wit"
@@ -142,6 +145,9 @@ def build_guest(
         h.update(f"world:{world}\napp:{app}\nfeatures:{','.join(sorted(features))}\n".encode())
         _hash_tree(h, "src", app_dir)
         _hash_tree(h, "wit", wit)
+        python_path = [Path(p).resolve() for p in python_path]
+        for index, extra in enumerate(python_path):
+            _hash_tree(h, f"path{index}", extra)
         out = cache / f"{name}-{h.hexdigest()[:24]}.wasm"
         if out.exists():
             return out
@@ -158,7 +164,10 @@ def build_guest(
             cmd = _componentize_command() + ["-q", "-d", str(wit), "-w", world]
             if features:
                 cmd += ["--features", ",".join(features)]
-            cmd += ["componentize", "-p", str(app_dir), app, "-o", str(partial)]
+            cmd += ["componentize", "-p", str(app_dir)]
+            for extra in python_path:
+                cmd += ["-p", str(extra)]
+            cmd += [app, "-o", str(partial)]
             proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
             if proc.returncode != 0 or not partial.exists():
                 partial.unlink(missing_ok=True)

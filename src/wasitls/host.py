@@ -69,6 +69,8 @@ class Host:
         tls_keylog: str | os.PathLike | None = None,
         identities: Mapping[str, tuple[str, str]] | Iterable[str] = (),
         client_ca_file: str | os.PathLike | None = None,
+        tls_guest_insecure: bool = False,
+        tls_guest_roots: str = "narrow",
         stdin: bytes | int | None = None,
         stdout: int | BinaryIO | None = None,
         stderr: int | BinaryIO | None = None,
@@ -88,6 +90,10 @@ class Host:
             "identities": identities,
             "client_ca_file": None if client_ca_file is None else str(client_ca_file),
         }
+        if tls_guest_roots not in ("narrow", "own"):
+            raise HostError(f"tls_guest_roots: 'narrow' or 'own', not {tls_guest_roots!r}")
+        # what a guest's ssl module may do (wasitls:tls/memory): skip checks, replace the host's roots
+        self.tls_guest_policy = {"guest_insecure": bool(tls_guest_insecure), "guest_roots": tls_guest_roots}
         self._tls_config: Any = None
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.progress = progress
@@ -101,6 +107,8 @@ class Host:
                 self._tls_config = build_tls_config(**self.tls_options, lazy=True)
             except TlsConfigError as e:
                 raise HostError(str(e)) from None
+            for name, value in self.tls_guest_policy.items():
+                setattr(self._tls_config, name, value)
         return self._tls_config
 
     def _ctx(self, argv: list[str]) -> WasiCtx:

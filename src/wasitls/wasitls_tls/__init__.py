@@ -7,6 +7,7 @@ from ..component.host import HostInterface
 
 def interfaces() -> list[type[HostInterface]]:
     from .identities import Identities
+    from .memory import Memory
     from .tls import Tls
 
-    return [Tls, Identities]
+    return [Tls, Identities, Memory]
