@@ -29,7 +29,7 @@ from ..wasi.ctx import WasiCtx
 from .tls import PrivateIdentity
 
 _VERSIONS = {0: None, 0x0303: E.TLS1_2, 0x0304: E.TLS1_3}
-_READ_MAX = E.READ_BUFFER
+_READ_MAX = 1 << 20  # plaintext one read hands the guest at most
 
 # X509_V_ERR_* for the verify failures the engine names (SSLCertVerificationError.verify_code)
 _VERIFY_CODES = {
@@ -78,6 +78,10 @@ def _failure(reason: str) -> dict:
         return _error("protocol", reason, prefix + alert.upper().replace(" ", "_"))
     if reason.startswith("truncated") or reason.startswith("peer closed the connection"):
         return _error("eof", reason, "UNEXPECTED_EOF_WHILE_READING")
+    for prefix in ("TLS handshake failed: ", "TLS error: "):
+        if reason.startswith(prefix):  # OpenSSL's reason text: its code is the same words in capitals
+            text = reason[len(prefix):]
+            return _error("protocol", text, text.upper().replace(" ", "_").replace("-", "_"))
     return _error("protocol", reason, "")
 
 
@@ -154,6 +158,7 @@ class Connection:
         self.error: dict | None = None
         self.ended: str | None = None
         self.shutdown_sent = False
+        self._buffer = bytearray()
         iface.live.add(self)
 
     # -- feeding and draining ----------------------------------------------------------------
@@ -228,13 +233,13 @@ class Connection:
     def read(self, incoming: bytes, max: int) -> tuple:
         self._feed(incoming)
         engine = self.engine
-        data = engine.read_plaintext(min(max, _READ_MAX)) if max > 0 else b""
+        data = self._decrypt(max)
         if data:
             return self._out(), data
         while True:
             event = engine.next_event()
             if event is None:
-                data = engine.read_plaintext(min(max, _READ_MAX))
+                data = self._decrypt(max)
                 if data:
                     return self._out(), data
                 return self._out(), Err(_error("want-read"))
@@ -248,6 +253,18 @@ class Connection:
             if isinstance(event, E.Failed):
                 return self._out(), Err(self._fail(_failure(event.reason)))
             # post-handshake events (a client identity received): nothing for the guest to do
+
+    def _decrypt(self, max: int) -> memoryview | bytes:
+        """What the engine can decrypt now, up to `max` (at most 1 MiB): a view of a buffer reused
+        by the next read (lowering copies it into guest memory at once)."""
+        limit = min(max, _READ_MAX)
+        if limit <= 0:
+            return b""
+        if len(self._buffer) < limit:  # grown to what reads ask for: small readers stay small
+            self._buffer = bytearray(limit)
+        view = memoryview(self._buffer)[:limit]
+        n = self.engine.read_plaintext_into(view) if self.engine.handshake_complete else 0
+        return view[:n] if n else b""
 
     def write(self, incoming: bytes, data: bytes) -> tuple:
         self._feed(incoming)
@@ -274,7 +291,7 @@ class Connection:
             if isinstance(event, E.Failed):
                 return self._out(), Err(self._fail(_failure(event.reason)))
             if event is None:
-                engine.read_plaintext(_READ_MAX)  # data after our close_notify is discarded
+                engine.read_plaintext()  # data after our close_notify is discarded
                 continue
             if isinstance(event, E.NeedData):
                 return self._out(), Err(_error("want-read"))
