@@ -214,16 +214,19 @@ _ENTRY = '''"""Written by `wasitls build`: runs the app module {module!r}."""
 
 import encodings.idna  # noqa: F401 (host names are encoded as IDNA at run time; the snapshot must hold it)
 import importlib
-import runpy
 import sys
 import traceback
 
+import _wasitls_compat
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import environment, exit as wasi_exit
 
 _APP = {module!r}
-_app = importlib.import_module(_APP)
+with _wasitls_compat.no_sockets_while_building():
+    _app = importlib.import_module(_APP)
+# The app's body as code, for apps without Run or main(): its source file is not there at run time.
+_code = None if hasattr(_app, "Run") or hasattr(_app, "main") else _app.__spec__.loader.get_code(_APP)
 
 
 class Run(exports.Run):
@@ -232,6 +235,7 @@ class Run(exports.Run):
         if isinstance(inner, type):
             return inner().run()
         sys.argv = list(environment.get_arguments()) or [_APP]
+        _wasitls_compat.apply()
         status = 0
         try:
             main = getattr(_app, "main", None)
@@ -239,7 +243,7 @@ class Run(exports.Run):
                 result = main()
                 status = result if isinstance(result, int) else 0
             else:
-                runpy.run_module(_APP, run_name="__main__", alter_sys=True)
+                exec(_code, {{"__name__": "__main__", "__file__": _app.__file__, "__builtins__": __builtins__}})
         except SystemExit as e:
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)
