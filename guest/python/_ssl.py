@@ -618,7 +618,6 @@ class _SSLSocket:
         self._bios = bios
         self._plain = b""  # plaintext the host decrypted beyond what a read asked for, from _plain_at
         self._plain_at = 0
-        self._host_drained = False  # the host's last read decrypted all it had
         self._unsent = b""  # ciphertext a non-blocking socket did not take yet
         self._eof_fed = False
         self._facts = None
@@ -733,12 +732,15 @@ class _SSLSocket:
             self._conn.receive_eof()
         return data
 
-    def _run(self, call, fed=False):
+    def _run(self, call):
         """Run `call(incoming)` until it completes, carrying ciphertext both ways."""
-        incoming = b"" if fed else self._take_incoming()
+        incoming = self._take_incoming()
         while True:
             outgoing, result = call(incoming)
-            self._send(outgoing)
+            try:
+                self._send(outgoing)
+            except OSError as e:
+                self._explain_send_failure(e)
             if isinstance(result, _WitOk):
                 return result.value
             error = result.value
@@ -748,6 +750,20 @@ class _SSLSocket:
             if incoming is None:  # the peer's bytes ended and the host still wants more
                 raise _ssl_error(SSLEOFError, SSL_ERROR_EOF, "UNEXPECTED_EOF_WHILE_READING",
                                  "EOF occurred in violation of protocol")
+
+    def _explain_send_failure(self, error):
+        """The peer stopped taking our bytes: if it said why first (an alert, e.g. "certificate
+        required" after a TLS 1.3 handshake), raise that instead of the bare socket error."""
+        if self._bios is None and not self._eof_fed:
+            try:
+                data = _socket.socket.recv(self._socket(), _RECV_CHUNK)
+            except OSError:
+                data = b""
+            if data:
+                _, result = self._conn.read(data, 1)
+                if isinstance(result, _WitErr) and result.value.kind != _memory.ErrorKind.WANT_READ:
+                    _raise_for(result.value)
+        raise error
 
     # -- the handshake --------------------------------------------------------------------------
     def do_handshake(self):
@@ -803,20 +819,7 @@ class _SSLSocket:
         return n
 
     def _run_read(self, want):
-        """Plaintext from the host; over a socket, read the socket first when the host had
-        nothing more to decrypt last time (saves a call that would only say want-read)."""
-        if self._sock is not None and self._host_drained and not self._eof_fed:
-            incoming = self._more_incoming() or b""
-        else:
-            incoming = self._take_incoming()
-        first = [incoming]
-
-        def call(incoming):
-            return self._conn.read(first.pop() if first else incoming, want)
-
-        data = self._run(call, fed=True)
-        self._host_drained = data.__len__() < want
-        return data
+        return self._run(lambda incoming: self._conn.read(incoming, want))
 
     def write(self, b):
         view = memoryview(b).cast("B")

@@ -3,7 +3,7 @@ guest/python's _ssl (wasitls:tls/memory). One scenario per run:
 
   client HOST PORT NAME [opts]      wrap_socket, one HTTP/1.0 GET, facts and body
   bio HOST PORT NAME [opts]         the same over wrap_bio + MemoryBIO, driven by hand
-  https HOST PORT NAME PATH PATH2   http.client.HTTPSConnection: two requests on one connection
+  https HOST PORT PATH PATH2        http.client.HTTPSConnection: two requests, one connection
   urlopen URL [opts]                urllib.request.urlopen
   aclient HOST PORT NAME [opts]     asyncio.open_connection(ssl=ctx)
   server PORT COUNT [opts]          wrap_socket(server_side=True): echo one line per connection
@@ -11,7 +11,8 @@ guest/python's _ssl (wasitls:tls/memory). One scenario per run:
   insecure                          try CERT_NONE and check_hostname=False
 
 opts: --cafile F, --cert F, --key F, --password P, --identity NAME (host-held), --alpn a,b,
-      --tls12 / --tls13 (pin the version), --require-cert (server), --sni (server callback)
+      --tls12 / --tls13 (pin the version), --require-cert (server), --sni (server callback),
+      --insecure (client: ssl._create_unverified_context())
 Every line printed is `key=value`; an SSL error prints `error=<class>` and `reason=<str>`.
 """
 
@@ -36,7 +37,7 @@ def options(args):
     i = 0
     while i < len(args):
         a = args[i]
-        if a in ("--tls12", "--tls13", "--require-cert", "--sni"):
+        if a in ("--tls12", "--tls13", "--require-cert", "--sni", "--insecure"):
             opts[a[2:]] = True
             i += 1
         else:
@@ -46,6 +47,10 @@ def options(args):
 
 
 def client_context(opts):
+    if opts.get("insecure"):
+        ctx = ssl._create_unverified_context()
+        apply_common(ctx, opts)
+        return ctx
     ctx = ssl.create_default_context(cafile=opts.get("cafile"))
     apply_common(ctx, opts)
     return ctx
@@ -145,19 +150,19 @@ def scenario_bio(host, port, name, *rest):
     sock.close()
 
 
-def scenario_https(host, port, name, path1, path2, *rest):
+def scenario_https(host, port, path1, path2, *rest):
     opts = options(rest)
     ctx = client_context(opts)
     conn = http.client.HTTPSConnection(host, int(port), context=ctx)
-    if name != host:
-        conn = http.client.HTTPSConnection(name, int(port), context=ctx)
-        conn._create_connection = lambda address, *a, **k: socket.create_connection((host, int(port)), *a, **k)
+    socks = set()
     for path in (path1, path2):
         conn.request("GET", path)
         response = conn.getresponse()
         body = response.read()
-        say(f"status={response.status} length={len(body)} sock={id(conn.sock)}")
+        socks.add(id(conn.sock))
+        say(f"status={response.status} length={len(body)}")
         say("body=" + body[:200].decode("utf-8", "replace"))
+    say(f"connections={len(socks)}")
     facts(conn.sock)
     conn.close()
 
