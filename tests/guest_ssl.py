@@ -65,7 +65,7 @@ def pypi_site() -> Path:
 
 def built_app(app_file: Path, *paths: Path) -> Path:
     """`wasitls build APP -p PATH...` through its Python API, into the guest cache."""
-    out = guest_cache_dir() / f"built-{app_file.stem}-{os.getpid()}.wasm"
+    out = guest_cache_dir() / f"built-{app_file.parent.name}-{app_file.stem}-{os.getpid()}.wasm"
     return build_app(app_file, out, list(paths), progress=progress)
 
 

@@ -72,9 +72,12 @@ def _failure(reason: str) -> dict:
                     break
             return _error("certificate-verify-failed", message, "CERTIFICATE_VERIFY_FAILED", code)
     if reason.startswith("peer sent alert: "):
-        alert = reason[len("peer sent alert: "):]
+        alert = reason[len("peer sent alert: "):].lower()
+        # OpenSSL's reason codes name an alert by the TLS version that defined it
         prefix = "TLSV13_ALERT_" if alert in ("certificate required", "missing extension") else "TLSV1_ALERT_" \
-            if alert in ("unknown ca", "access denied", "decrypt error", "protocol version") else "SSLV3_ALERT_"
+            if alert in ("unknown ca", "access denied", "decrypt error", "protocol version", "decode error",
+                         "internal error", "insufficient security", "user cancelled", "no renegotiation",
+                         "unknown psk identity", "unrecognized name", "inappropriate fallback") else "SSLV3_ALERT_"
         return _error("protocol", reason, prefix + alert.upper().replace(" ", "_"))
     if reason.startswith("truncated") or reason.startswith("peer closed the connection"):
         return _error("eof", reason, "UNEXPECTED_EOF_WHILE_READING")
