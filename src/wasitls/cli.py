@@ -30,14 +30,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a WASI 0.2 command component",
                        usage="wasitls run [OPTIONS] COMPONENT [ARGS...]")
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
-                   help="preopen a directory (GUEST_DIR defaults to HOST_DIR); repeatable")
+                   help="preopen a directory (GUEST_DIR defaults to HOST_DIR; HOST_DIR:: names it '' as wasmtime does); "
+                        "an empty HOST_DIR is refused; repeatable")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="set a guest environment variable (NAME alone: the host's value); repeatable")
     p.add_argument("--allow-net", action="append", default=[], metavar="HOST[:PORT]",
-                   help="allow TCP/UDP connections to HOST (any port if PORT is left out) and name lookups "
-                        "of HOST; repeatable; '*' allows every address")
+                   help="allow TCP/UDP connections to HOST (any port if PORT, 1-65535, is left out) and name lookups "
+                        "of HOST; HOST is a name, an IPv4 address, [IPv6] (bare IPv6 without a port) or '*' for "
+                        "every address; repeatable")
     p.add_argument("--allow-listen", action="append", default=[], metavar="[HOST:]PORT",
-                   help="allow bind/listen on that address; repeatable")
+                   help="allow bind/listen on that local address (any local address without HOST or with '*'); PORT "
+                        "0-65535, 0 for a port the OS picks; repeatable")
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file for TLS")
     p.add_argument("--client-ca-file", metavar="PEM",
                    help="trust these roots for client certificates a guest server receives")

@@ -4,7 +4,9 @@ A guest is a directory holding a Python app module (``app.py`` by default) and i
 ``wit/`` (one package whose worlds name the standard packages by version).  The builder
 assembles ``wit/deps/`` from the WIT vendored in :mod:`wasitls` and runs::
 
-    componentize-py -d WIT -w WORLD --features tls componentize app -o out.wasm
+    componentize-py -d WIT -w WORLD --features tls componentize -p APP [-p LIB ...] app -o out.wasm
+
+Modules several guests share sit in a directory of their own, given as an extra Python path entry.
 
 The result lands in ``$WASITLS_GUEST_CACHE`` (default ``$XDG_CACHE_HOME/wasitls/guests``,
 or ``~/.cache/wasitls/guests``) under a name keyed by a hash of everything that shapes it.
@@ -120,18 +122,17 @@ def build_guest(
     world: str,
     wit_dirs: Sequence[Path] = (),
     *,
+    python_path: Sequence[Path] = (),
     features: Sequence[str] = ("tls",),
     app: str = "app",
     progress: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
-    python_path: Sequence[Path] = (),
 ) -> Path:
     """Build (or fetch from the cache) the component for the guest in ``source_dir``.
 
     ``source_dir`` holds the app module and ``wit/``; ``wit_dirs`` are extra WIT package
-    directories placed under ``deps/`` beside the vendored ones; ``python_path`` are more
-    directories of Python packages (componentize-py ``-p``), in order, each part of the cache key.
-    Returns the ``.wasm`` path.
+    directories placed under ``deps/`` beside the vendored ones; ``python_path`` are directories of
+    modules shared by several guests, searched after ``source_dir``.  Returns the ``.wasm`` path.
     """
     source_dir = Path(source_dir).resolve()
     guest_wit = source_dir / "wit"
@@ -148,15 +149,18 @@ def build_guest(
         app_dir = tmp_path / "app"
         # Build from a copy so componentize-py's __pycache__ never lands in the source tree.
         shutil.copytree(source_dir, app_dir, ignore=shutil.ignore_patterns("wit", *_SKIP_NAMES))
+        lib_dirs = [tmp_path / f"lib{i}" for i in range(len(python_path))]
+        for lib, lib_dir in zip(python_path, lib_dirs):
+            shutil.copytree(lib, lib_dir, ignore=shutil.ignore_patterns(*_SKIP_NAMES))
 
         h = hashlib.sha256()
         h.update(f"wasitls-guest:{_BUILDER_FORMAT}\ncomponentize-py:{_componentize_py_version()}\n".encode())
         h.update(f"world:{world}\napp:{app}\nfeatures:{','.join(sorted(features))}\n".encode())
         _hash_tree(h, "src", app_dir)
+        # Only when given, so the key of a guest without shared modules is what it always was.
+        for i, lib_dir in enumerate(lib_dirs):
+            _hash_tree(h, f"lib{i}", lib_dir)
         _hash_tree(h, "wit", wit)
-        python_path = [Path(p).resolve() for p in python_path]
-        for index, extra in enumerate(python_path):
-            _hash_tree(h, f"path{index}", extra)
         out = cache / f"{name}-{h.hexdigest()[:24]}.wasm"
         if out.exists():
             return out
@@ -174,8 +178,8 @@ def build_guest(
             if features:
                 cmd += ["--features", ",".join(features)]
             cmd += ["componentize", "-p", str(app_dir)]
-            for extra in python_path:
-                cmd += ["-p", str(extra)]
+            for lib_dir in lib_dirs:
+                cmd += ["-p", str(lib_dir)]
             cmd += [app, "-o", str(partial)]
             proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=_hermetic_env(tmp_path))
             if proc.returncode != 0 or not partial.exists():

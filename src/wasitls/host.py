@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping
 from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, WasmFile
 from .component.host import HostLinker, split_name
 from .component.values import Err, GuestExit
-from .policy import Policy, PolicyError
+from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
 DEFAULT_ENGINE = "fast"
@@ -52,6 +52,29 @@ def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _build_policy(policy: Any, allow_net: list[str], allow_listen: list[str], dirs: list[str]) -> Policy:
+    """The lists as the command line gives them, or the embedder's own policy: a `Policy`, an object
+    with `check(use, address)`, or a callable `(use, address) -> bool` asked for every address."""
+    if policy is not None and (allow_net or allow_listen):
+        raise HostError("give either policy or allow_net/allow_listen, not both")
+    if policy is None or isinstance(policy, Policy):
+        decide = None if policy is None else policy.decide
+    elif callable(getattr(policy, "check", None)):
+        decide = policy.check
+    elif callable(policy):
+        decide = policy
+    else:
+        raise HostError(f"policy must be a Policy, have a check(use, address) method, or be callable, not {policy!r}")
+    try:
+        built = Policy.build(allow_net=allow_net, allow_listen=allow_listen, dirs=dirs, decide=decide)
+    except PolicyError as e:
+        raise HostError(str(e)) from None
+    if isinstance(policy, Policy):  # its rules and preopens, and the dirs given here
+        built.net, built.listen = list(policy.net), list(policy.listen)
+        built.preopens[:0] = policy.preopens
+    return built
+
+
 class Host:
     """A configured host. Each `run` starts a fresh guest with the same capabilities."""
 
@@ -62,6 +85,7 @@ class Host:
         env: Mapping[str, str] | Iterable[str] = (),
         allow_net: Iterable[str] = (),
         allow_listen: Iterable[str] = (),
+        policy: Policy | Callable[[NetworkUse, Any], bool] | None = None,
         ca_file: str | os.PathLike | None = None,
         engine: str = DEFAULT_ENGINE,
         cache: bool = True,
@@ -76,10 +100,7 @@ class Host:
         stderr: int | BinaryIO | None = None,
         progress: Callable[[str], None] | None = None,
     ):
-        try:
-            self.policy = Policy.build(allow_net=list(allow_net), allow_listen=list(allow_listen), dirs=list(dirs))
-        except PolicyError as e:
-            raise HostError(str(e)) from None
+        self.policy = _build_policy(policy, list(allow_net), list(allow_listen), list(dirs))
         self.env = _parse_env(env)
         self.engine = make_engine(engine)
         self.cache = CompileCache.default() if cache else CompileCache(None)

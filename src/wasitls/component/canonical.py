@@ -12,8 +12,14 @@ f32 in the low 32 bits, i64 and f64 in 64. A variant's joined slot then needs no
 writes its own bits, and a lift masks to the width it wants (CanonicalABI.md, "Flat Lifting").
 
 `Context` is one `canon lift` or `canon lower` definition's options together with its component
-instance's handle table. `lower_adapter` and `lift_adapter` put the pieces together into what the
+instance's handle table. `lower_adapter` and `LiftedCall` put the pieces together into what the
 runtime calls: an import's host function behind raw core slots, and an export for the host to call.
+
+Lengths are checked before anything is allocated: a list or string the host hands a guest is
+refused (a trap) past what a 32-bit memory can hold, before the guest's realloc is asked. A
+`list<u8>` may also be given as a *byte producer*, an object with `__len__` and `readinto(buffer)`,
+which is filled straight into guest memory once realloc has made room: a host function asked for a
+guest-chosen number of bytes (random bytes) then builds nothing the guest's memory cannot receive.
 """
 
 from __future__ import annotations
@@ -50,6 +56,30 @@ _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _PTR_LEN = struct.Struct("<II")
 _index = operator.index
+
+
+# CanonicalABI.md: store_list_into_valid_range traps at byte_length >= 2**32, and a string's
+# worst-case byte length past MAX_STRING_BYTE_LENGTH
+MAX_LIST_BYTES = (1 << 32) - 1
+MAX_STRING_BYTES = (1 << 31) - 1
+
+
+def list_length(v: Any, elem_size: int) -> int:
+    """len(v) for a list to be stored in guest memory; a trap if no 32-bit memory could hold it."""
+    try:
+        n = len(v)
+    except OverflowError:  # longer than the host's sizes go: a guest-chosen u64 near 2**64
+        n = None
+    if n is None or n * elem_size > MAX_LIST_BYTES:
+        raise trap(f"a list of {'over 2**63' if n is None else n} elements of {elem_size} bytes "
+                   f"exceeds the 4 GiB a guest memory can hold")
+    return n
+
+
+# CanonicalABI.md: an instance's may_leave flag is cleared while the host runs its realloc or
+# post-return, and every `canon lower`ed call checks it (else realloc calling an import recurses)
+LEAVE_TRAP = ("cannot leave component instance: it called an import from inside its realloc or "
+              "post-return (the canonical ABI's may_leave rule)")
 
 
 def trap(message: str) -> Trap:
@@ -201,7 +231,12 @@ class Context:
         """realloc(0, 0, align, size); checks the pointer it gives and refreshes `mv`."""
         if self._realloc is None:
             raise trap("canonical option `realloc` is required for this type")
-        ptr = self._realloc(0, 0, align, size) & M32
+        instance = self.instance
+        instance.may_leave = False  # the guest's realloc may not call out (CanonicalABI.md, may_leave)
+        try:
+            ptr = self._realloc(0, 0, align, size) & M32
+        finally:
+            instance.may_leave = True
         mv = self.view()
         if ptr & (align - 1):
             raise trap(f"realloc returned unaligned pointer {ptr:#x}")
@@ -290,7 +325,7 @@ class Planner:
                 return [eload(cx, mv, p) for p in range(ptr, ptr + n * size, size)]
 
             def store_range(cx, v):
-                n = len(v)
+                n = list_length(v, size)
                 ptr = cx.allocate(align, n * size)
                 p = ptr
                 for e in v:
@@ -655,6 +690,8 @@ def _encode(s: Any, encoding: str) -> bytes:
 
 
 def _store_bytes(cx: Context, data: bytes, align: int) -> int:
+    if len(data) > MAX_STRING_BYTES:
+        raise trap(f"a string of {len(data)} bytes exceeds the canonical ABI's 2 GiB limit")
     ptr = cx.allocate(align, len(data))
     cx.mv[ptr:ptr + len(data)] = data  # type: ignore[index]
     return ptr
@@ -720,12 +757,18 @@ def _scalar_list_ops(elem: T.ValType):
         def store_range(cx, v):
             if isinstance(v, memoryview):
                 v = v.cast("B") if v.format != "B" or v.ndim != 1 else v
+            elif hasattr(v, "readinto"):  # a byte producer: room first, then the bytes, in place
+                n = list_length(v, 1)
+                ptr = cx.allocate(1, n)
+                if v.readinto(cx.mv[ptr:ptr + n]) != n:
+                    raise trap("a list<u8> producer gave fewer bytes than its length")
+                return ptr, n
             elif not isinstance(v, (bytes, bytearray)):
                 try:
                     v = bytes(v)
                 except (TypeError, ValueError) as e:
                     raise trap(f"bad list<u8> value: {e}") from None
-            n = len(v)
+            n = list_length(v, 1)
             ptr = cx.allocate(1, n)
             cx.mv[ptr:ptr + n] = v
             return ptr, n
@@ -748,7 +791,7 @@ def _scalar_list_ops(elem: T.ValType):
                 data = array(code, v)
             except (OverflowError, TypeError) as e:
                 raise trap(f"bad list<{kind}> value: {e}") from None
-            n = len(data)
+            n = list_length(data, size)
             ptr = cx.allocate(size, n * size)
             cx.mv[ptr:ptr + n * size] = memoryview(data).cast("B")
             return ptr, n
@@ -760,6 +803,7 @@ def _scalar_list_ops(elem: T.ValType):
             return list(map(bool, mv[ptr:ptr + n]))
 
         def store_range(cx, v):
+            list_length(v, 1)
             data = bytes([1 if x else 0 for x in v])
             ptr = cx.allocate(1, len(data))
             cx.mv[ptr:ptr + len(data)] = data
@@ -772,6 +816,7 @@ def _scalar_list_ops(elem: T.ValType):
             return list(map(char_from_int, mv[ptr:ptr + 4 * n].cast("I")))
 
         def store_range(cx, v):
+            list_length(v, 4)
             data = array("I", map(char_to_int, v))
             ptr = cx.allocate(4, 4 * len(data))
             cx.mv[ptr:ptr + 4 * len(data)] = memoryview(data).cast("B")
@@ -962,6 +1007,7 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
         lifts.append((k, p.lift))
         k += p.nflat
     slot_indices = range(0, 2 * n_core_params, 2)
+    instance = cx.instance
 
     def call(args):
         try:
@@ -972,6 +1018,8 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
             return e
 
     def adapter(slots):
+        if not instance.may_leave:
+            raise trap(LEAVE_TRAP)
         vals = [slots[j] for j in slot_indices]
         if needs_memory:
             mv = cx.view()
@@ -999,6 +1047,8 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
         lower1 = result_plan.lower
 
         def adapter(slots):  # noqa: F811
+            if not instance.may_leave:
+                raise trap(LEAVE_TRAP)
             out = [0]
             lower1(cx, call(()), out, 0)
             slots[0] = out[0]
@@ -1077,7 +1127,11 @@ class LiftedCall:
                     cx.view()
                 value = rp.lift(cx, [raw_result], 0)
         if self.post_return is not None:
-            self.post_return([] if raw_result is None else [raw_result])
+            cx.instance.may_leave = False  # post-return may not call out either
+            try:
+                self.post_return([] if raw_result is None else [raw_result])
+            finally:
+                cx.instance.may_leave = True
         if task.num_borrows:
             raise trap(f"borrow handles still remain at the end of the call to {self.label}")
         return value

@@ -18,6 +18,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 
 from . import host as hostmod
+from .canonical import list_length
 from .engine import (CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent,
                      UnservedImports, WasmFile)
 from .values import Err, GuestExit, Ok, Some, Trap, Variant
@@ -171,6 +172,7 @@ class _Converter:
         if k == "list":
             raw = ffi.wasmtime_component_vallist_t()
             if d[1][0] == "u8":
+                list_length(v, 1)  # refuse what no guest memory could hold before building it
                 data = bytes(v)
                 n = len(data)
                 ffi.wasmtime_component_vallist_new_uninit(raw, n)

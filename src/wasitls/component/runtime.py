@@ -196,13 +196,14 @@ def _describe(value: Any) -> str:
 
 
 class InstanceState:
-    """Per component instance (CanonicalABI.md, "Runtime State"): its handle table and entry flag."""
+    """Per component instance (CanonicalABI.md, "Runtime State"): its handle table and entry flags."""
 
-    __slots__ = ("table", "may_enter", "name")
+    __slots__ = ("table", "may_enter", "may_leave", "name")
 
     def __init__(self, name: str):
         self.table = C.HandleTable()
         self.may_enter = True
+        self.may_leave = True  # False while the host runs its realloc or post-return (canonical.py)
         self.name = name
 
 

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from ...component.host import HostInterface
+from .random import RandomBytes
 
 
 class Insecure(HostInterface):
@@ -15,8 +16,8 @@ class Insecure(HostInterface):
         self.ctx = ctx
         self.rng = random.Random()
 
-    def get_insecure_random_bytes(self, len: int) -> bytes:
-        return self.rng.randbytes(len)
+    def get_insecure_random_bytes(self, len: int) -> RandomBytes:
+        return RandomBytes(len, self.rng.randbytes)
 
     def get_insecure_random_u64(self) -> int:
         return self.rng.getrandbits(64)

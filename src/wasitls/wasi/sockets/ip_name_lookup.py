@@ -3,6 +3,8 @@
 Names are checked and normalised the way wasmtime does (the URL standard's host parser), IP
 literals answer at once, and other names are resolved by getaddrinfo on a thread so the guest can
 poll meanwhile. A name the policy does not allow fails exactly like one that does not exist.
+Each lookup in progress holds a thread and a pipe, so a guest has at most MAX_LOOKUPS of them; one
+more, or one the host has no descriptors for, fails (at resolve-next-address) instead of trapping.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from urllib.parse import unquote_to_bytes
 
 from ...component.host import HostInterface
 from ...component.values import Err
+from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait
-from .network import IPAddress, NetworkCapability, canonical, ip_to_wit, track, untrack
+from .network import IPAddress, NetworkCapability, canonical, error_code, ip_to_wit, track, untrack
+
+MAX_LOOKUPS = 32  # lookups one guest may have in progress (each a thread and a pipe) at a time
 
 
 class ResolveAddressStream:
     """The `resolve-address-stream` resource: addresses in the resolver's order, then none."""
 
-    def __init__(self, ctx: Any, addresses: list[IPAddress] | None = None, error: str | None = None):
+    def __init__(self, ctx: Any, addresses: list[IPAddress] | None = None, error: str | None = None,
+                 slots: threading.BoundedSemaphore | None = None):
         self.ctx = ctx
         self.addresses = addresses
         self.error = error
@@ -31,13 +37,28 @@ class ResolveAddressStream:
         self.done = addresses is not None or error is not None
         self._lock = threading.Lock()
         self._wake: tuple[int, int] | None = None  # a pipe the lookup thread writes to when it is done
+        # the guest's lookup slots: one is held until both the thread has ended and the pipe is closed
+        self._slots = slots
 
     @classmethod
-    def lookup(cls, ctx: Any, name: str) -> "ResolveAddressStream":
-        stream = cls(ctx)
-        stream._wake = os.pipe()
+    def lookup(cls, ctx: Any, name: str, slots: threading.BoundedSemaphore) -> "ResolveAddressStream":
+        if not slots.acquire(blocking=False):
+            return cls(ctx, error="temporary-resolver-failure")  # too many lookups in progress: try later
+        try:
+            wake = os.pipe()
+        except OSError as e:  # out of descriptors (new-socket-limit, as TCP says) or memory
+            slots.release()
+            return cls(ctx, error=error_code(e))
+        stream = cls(ctx, slots=slots)
+        stream._wake = wake
         track(ctx, stream)
-        threading.Thread(target=stream._resolve, args=(name,), name=f"resolve {name}", daemon=True).start()
+        try:
+            threading.Thread(target=stream._resolve, args=(name,), name=f"resolve {name}", daemon=True).start()
+        except RuntimeError:  # the host cannot start another thread
+            with stream._lock:
+                stream.done = True  # no thread will run: close() gives the slot back
+            stream.close()
+            return cls(ctx, error="temporary-resolver-failure")
         return stream
 
     def _resolve(self, name: str) -> None:
@@ -51,11 +72,12 @@ class ResolveAddressStream:
             self.addresses, self.error, self.done = addresses, error, True
             if self._wake is not None:
                 os.write(self._wake[1], b"\0")
+            elif self._slots is not None:  # dropped while resolving: the slot was kept for this thread
+                self._slots.release()
 
     def resolve_next_address(self) -> Any:
-        with self._lock:
-            if not self.done:
-                raise Err("would-block")
+        if not self.poll_ready():
+            raise Err("would-block")
         if self.error is not None:
             raise Err(self.error)
         assert self.addresses is not None
@@ -68,17 +90,26 @@ class ResolveAddressStream:
         return Pollable(self)
 
     def poll_ready(self) -> bool:
-        return self.done
+        with self._lock:
+            done = self.done
+        if done:
+            self._release()  # the thread has written its last byte: pipe and slot go back now
+        return done
 
     def wait_on(self) -> Wait:
         return Wait(read_fds=(self._wake[0],)) if self._wake is not None else Wait()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         with self._lock:  # the thread never writes to a pipe closed (and its number reused) here
             if self._wake is not None:
                 for fd in self._wake:
                     os.close(fd)
                 self._wake = None
+                if self.done and self._slots is not None:  # else the thread gives it back when it ends
+                    self._slots.release()
+
+    def close(self) -> None:
+        self._release()
         untrack(self.ctx, self)
 
     def drop(self) -> None:
@@ -91,14 +122,15 @@ class IpNameLookup(HostInterface):
 
     def __init__(self, ctx: Any = None):
         self.ctx = ctx
+        self.slots = threading.BoundedSemaphore(MAX_LOOKUPS)
 
     def resolve_addresses(self, network: NetworkCapability, name: str) -> ResolveAddressStream:
         host = parse_host(name)
         if isinstance(host, str):
-            if not self.ctx.policy.may_lookup(host):
+            if not self.ctx.policy.check(NetworkUse.NAME_LOOKUP, host):
                 return ResolveAddressStream(self.ctx, error="name-unresolvable")
-            return ResolveAddressStream.lookup(self.ctx, host)
-        if not self.ctx.policy.may_lookup(str(host)):
+            return ResolveAddressStream.lookup(self.ctx, host, self.slots)
+        if not self.ctx.policy.check(NetworkUse.NAME_LOOKUP, str(host)):
             return ResolveAddressStream(self.ctx, error="name-unresolvable")
         return ResolveAddressStream(self.ctx, addresses=[host])
 

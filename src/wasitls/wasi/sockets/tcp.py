@@ -23,6 +23,7 @@ from typing import Any
 
 from ...component.host import HostInterface
 from ...component.values import Err
+from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait
 from ..io.streams import MAX_READ, BufferedSink, InputStream, OutputStream, StreamClosed, StreamFailed
 from .network import (
@@ -91,7 +92,7 @@ class TcpSocket:
     # -- bind ------------------------------------------------------------------------------------
     def start_bind(self, network: NetworkCapability, local_address: Any) -> None:
         addr = socket_address_from_wit(local_address)
-        if not self.ctx.policy.may_bind(addr.ip, addr.port):
+        if not self.ctx.policy.check(NetworkUse.TCP_BIND, addr):
             raise Err("access-denied")
         if not is_valid_unicast_address(addr.ip) or not is_valid_address_family(addr.ip, self.family):
             raise Err("invalid-argument")
@@ -113,7 +114,7 @@ class TcpSocket:
     # -- connect ---------------------------------------------------------------------------------
     def start_connect(self, network: NetworkCapability, remote_address: Any) -> None:
         addr = socket_address_from_wit(remote_address)
-        if not self.ctx.policy.may_connect(addr.ip, addr.port):
+        if not self.ctx.policy.check(NetworkUse.TCP_CONNECT, addr):
             raise Err("access-denied")
         if self.state == CONNECTING and not self.connect_seen:
             raise Err("concurrency-conflict")

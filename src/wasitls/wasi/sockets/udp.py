@@ -16,6 +16,7 @@ from typing import Any
 
 from ...component.host import HostInterface
 from ...component.values import Err, Trap
+from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait
 from .network import (
     NetworkCapability,
@@ -40,6 +41,7 @@ BOUND = "bound"
 
 MAX_DATAGRAM_SIZE = 65535  # the theoretical maximum; the OS refuses what it cannot send
 SEND_PERMIT = 16  # datagrams one check-send allows, as in wasmtime
+MAX_DROPPED_PER_RECEIVE = 64  # refused datagrams one receive discards before it returns (a flood cannot hold it)
 
 
 def _poll(fd: int, events: int) -> int:
@@ -58,21 +60,25 @@ class UdpSocket:
         self.sock = sock
         self.state = UNBOUND
         self.remote: SocketAddress | None = None  # set while "connected" by `stream`
+        self.listener = False  # bound where the policy grants UDP_BIND: receives from any sender
         self.streams: set[Any] = set()  # datagram streams the guest has not dropped yet
         self.closed = False
         track(ctx, self)
 
     def start_bind(self, network: NetworkCapability, local_address: Any) -> None:
         addr = socket_address_from_wit(local_address)
-        policy = self.ctx.policy
-        # a client's bind to an ephemeral port is what lets it send at all, so it has its own rule
-        if not (policy.may_bind(addr.ip, addr.port) or (addr.port == 0 and policy.may_bind_ephemeral_udp())):
+        # A client must bind (to an ephemeral port) before it can send, so a bind to port 0 the policy
+        # does not grant as a listener is still made, as a client's: it then exchanges datagrams only
+        # with peers the policy lets it send to, and never listens for the whole network.
+        listener = self.ctx.policy.check(NetworkUse.UDP_BIND, addr)
+        if not listener and addr.port != 0:
             raise Err("access-denied")
         if self.state != UNBOUND:
             raise Err("invalid-state")
         if not is_valid_address_family(addr.ip, self.family):
             raise Err("invalid-argument")
         os_bind(self.sock, addr)
+        self.listener = listener
         self.state = BIND_STARTED
 
     def finish_bind(self) -> None:
@@ -94,7 +100,7 @@ class UdpSocket:
             self.remote = None
         if remote_address is not None:
             addr = socket_address_from_wit(remote_address)
-            if not self.ctx.policy.may_connect(addr.ip, addr.port):
+            if not self.ctx.policy.check(NetworkUse.UDP_CONNECT, addr):
                 raise Err("access-denied")
             if not is_valid_address_family(addr.ip, self.family) or not is_valid_remote_address(addr):
                 raise Err("invalid-argument")
@@ -197,7 +203,8 @@ class IncomingDatagramStream(_DatagramStream):
     def receive(self, max_results: int) -> list[dict]:
         self._check_open()
         datagrams: list[dict] = []
-        while len(datagrams) < max_results:
+        dropped = 0
+        while len(datagrams) < max_results and dropped < MAX_DROPPED_PER_RECEIVE:
             try:
                 data, sockaddr = self.sock.recvfrom(MAX_DATAGRAM_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -208,7 +215,13 @@ class IncomingDatagramStream(_DatagramStream):
                 raise fail(e) from None
             source = socket_address_from_os(sockaddr)
             if self.remote is not None and source != self.remote:
+                dropped += 1
                 continue  # the OS filters for a connected socket; this is only a safety net
+            # a client's socket hears only from peers it may send to (the question its sends ask)
+            if (self.remote is None and not self.owner.listener
+                    and not self.owner.ctx.policy.check(NetworkUse.UDP_OUTGOING_DATAGRAM, source)):
+                dropped += 1
+                continue
             datagrams.append({"data": data, "remote-address": source.to_wit()})
         return datagrams
 
@@ -264,7 +277,7 @@ class OutgoingDatagramStream(_DatagramStream):
         given = datagram.get("remote-address")
         given = None if given is None else socket_address_from_wit(given)
         if self.remote is None and given is not None:
-            if not self.owner.ctx.policy.may_connect(given.ip, given.port):
+            if not self.owner.ctx.policy.check(NetworkUse.UDP_OUTGOING_DATAGRAM, given):
                 raise Err("access-denied")
             addr = given
         elif self.remote is not None and (given is None or given == self.remote):

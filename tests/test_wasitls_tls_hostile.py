@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from tlsdraft import TIMEOUT, GuestServer, client_hello_bytes, need_fast_engine, py_client_context, wasitls_command
+from wasitls_tls_helpers import TIMEOUT, GuestServer, client_hello_bytes, py_client_context, wasitls_command
 
 tlslite_api = pytest.importorskip("tlslite.api", reason="tlslite-ng not installed: pip install tlslite-ng "
                                                         "(it is in the test extras: pip install -e '.[test]')")
@@ -18,11 +18,6 @@ tlslite_api = pytest.importorskip("tlslite.api", reason="tlslite-ng not installe
 pytestmark = pytest.mark.usefixtures("_fast_engine")
 
 ALERT, HANDSHAKE = 0x15, 0x16
-
-
-@pytest.fixture
-def _fast_engine():
-    need_fast_engine()
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,10 @@ import subprocess
 
 import pytest
 
-from tlsdraft import (MATRIX, TIMEOUT, VERSIONS, GuestServer, body_facts, client_hello_bytes, h2_get, iana_suite,
-                      need, need_fast_engine, py_client_context, py_https_get, readable, wasitls_command)
+from wasitls_tls_helpers import (MATRIX, TIMEOUT, VERSIONS, GuestServer, body_facts, client_hello_bytes, h2_get,
+                                 iana_suite, need, py_client_context, py_https_get, readable, wasitls_command)
 
 pytestmark = pytest.mark.usefixtures("_fast_engine")
-
-
-@pytest.fixture
-def _fast_engine():
-    need_fast_engine()
 
 
 @pytest.fixture(scope="module")
@@ -452,7 +447,7 @@ def chained(tmp_path_factory):
     """A root CA, an intermediate, and a server (localhost) and client (carol) leaf issued by the
     intermediate, each written as leaf + intermediate PEM."""
     import trustme
-    from tlsdraft import write_leaf
+    from wasitls_tls_helpers import write_leaf
     root = tmp_path_factory.mktemp("chained")
     ca = trustme.CA()
     child = ca.create_child_ca()

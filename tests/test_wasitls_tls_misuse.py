@@ -15,15 +15,10 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from tlsdraft import (TIMEOUT, GuestServer, PyTlsServer, iana_suite, need_fast_engine, pem_to_der, py_client_context,
-                      py_https_get, py_server_context, run_guest, sha256, wasitls_command)
+from wasitls_tls_helpers import (TIMEOUT, GuestServer, PyTlsServer, iana_suite, pem_to_der, py_client_context,
+                                 py_https_get, py_server_context, run_guest, sha256, wasitls_command)
 
 WIT = Path(__file__).resolve().parent.parent / "src" / "wasitls" / "wit" / "wasitls-tls-0.1.0"
-
-
-@pytest.fixture
-def _fast_engine():
-    need_fast_engine()
 
 
 @pytest.fixture(scope="module")

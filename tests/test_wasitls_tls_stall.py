@@ -9,13 +9,8 @@ import threading
 
 import pytest
 
-from tlsdraft import (TIMEOUT, GuestServer, client_hello_bytes, need_fast_engine, py_client_context, py_https_get,
-                      wasitls_command)
-
-
-@pytest.fixture
-def _fast_engine():
-    need_fast_engine()
+from wasitls_tls_helpers import (TIMEOUT, GuestServer, client_hello_bytes, py_client_context, py_https_get,
+                                 wasitls_command)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import ssl
 
 import pytest
 
-from tlsdraft import (MATRIX, VERSIONS, GuestServer, PeerProcess, PyTlsServer, free_port, iana_suite, need,
-                      need_fast_engine, pem_to_der, py_server_context, run_guest, wasitls_command)
+from wasitls_tls_helpers import (MATRIX, VERSIONS, GuestServer, PeerProcess, PyTlsServer, free_port, iana_suite,
+                                 need, pem_to_der, py_server_context, run_guest, wasitls_command)
 
 pytestmark = pytest.mark.usefixtures("_fast_engine")
 
@@ -21,11 +21,6 @@ OPENSSL_SUITES = {("TLSv1.2", "RSA"): "ECDHE-RSA-AES128-GCM-SHA256", ("TLSv1.2",
 GNUTLS_PRIORITY = {"TLSv1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM",
                    "TLSv1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305"}
 GNUTLS_SUITES = OPENSSL_SUITES  # the same suites, in GnuTLS words
-
-
-@pytest.fixture
-def _fast_engine():
-    need_fast_engine()
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +342,7 @@ def test_client_sends_its_whole_chain(showcase, tmp_path, pkis):
     """A client identity with an intermediate: a server trusting only the client root verifies it,
     and the guest's client-identity is the two-certificate chain."""
     import trustme
-    from tlsdraft import write_leaf
+    from wasitls_tls_helpers import write_leaf
     pki = pkis["RSA"]
     ca = trustme.CA()
     child = ca.create_child_ca()

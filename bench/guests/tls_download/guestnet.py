@@ -1,1 +1,0 @@
-../../../tests/guests/_lib/guestnet.py

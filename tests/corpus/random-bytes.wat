@@ -1,0 +1,50 @@
+;; A guest asking wasi:random for a number of bytes it chooses; its memory may grow to 16 pages (1 MiB).
+(component
+  (type $random (instance
+    (export "get-random-bytes" (func (param "len" u64) (result (list u8))))
+  ))
+  (type $insecure (instance
+    (export "get-insecure-random-bytes" (func (param "len" u64) (result (list u8))))
+  ))
+  (import "wasi:random/random@0.2.9" (instance $r (type $random)))
+  (import "wasi:random/insecure@0.2.9" (instance $i (type $insecure)))
+  (core module $libc
+    (memory (export "memory") 1 16)
+    (global $bump (mut i32) (i32.const 4096))
+    ;; a bump allocator that traps when its memory cannot grow
+    (func (export "realloc") (param $old i32) (param $oldsz i32) (param $align i32) (param $new i32) (result i32)
+      (local $p i32) (local $end i64)
+      (local.set $p (global.get $bump))
+      (local.set $end (i64.add (i64.extend_i32_u (local.get $p)) (i64.extend_i32_u (local.get $new))))
+      (if (i64.gt_u (local.get $end) (i64.mul (i64.extend_i32_u (memory.size)) (i64.const 65536)))
+        (then (if (i32.lt_s (memory.grow (i32.wrap_i64 (i64.add (i64.shr_u (i64.sub (local.get $end)
+                        (i64.mul (i64.extend_i32_u (memory.size)) (i64.const 65536))) (i64.const 16)) (i64.const 1))))
+                            (i32.const 0))
+                (then unreachable))))
+      (global.set $bump (i32.wrap_i64 (local.get $end)))
+      (local.get $p))
+  )
+  (core instance $libc (instantiate $libc))
+  (alias core export $libc "memory" (core memory $mem))
+  (alias core export $libc "realloc" (core func $realloc))
+  (alias export $r "get-random-bytes" (func $host-random))
+  (core func $lower-random (canon lower (func $host-random) (memory $mem) (realloc $realloc)))
+  (alias export $i "get-insecure-random-bytes" (func $host-insecure))
+  (core func $lower-insecure (canon lower (func $host-insecure) (memory $mem) (realloc $realloc)))
+  (core module $main
+    (import "h" "random" (func $random (param i64 i32)))
+    (import "h" "insecure" (func $insecure (param i64 i32)))
+    (import "libc" "memory" (memory 1))
+    ;; each returns the length of the list it received
+    (func (export "random") (param $n i64) (result i32)
+      (call $random (local.get $n) (i32.const 16))
+      (i32.load offset=4 (i32.const 16)))
+    (func (export "insecure") (param $n i64) (result i32)
+      (call $insecure (local.get $n) (i32.const 16))
+      (i32.load offset=4 (i32.const 16))))
+  (core instance $m (instantiate $main
+    (with "h" (instance (export "random" (func $lower-random)) (export "insecure" (func $lower-insecure))))
+    (with "libc" (instance $libc))))
+  (func (export "random") (param "n" u64) (result u32) (canon lift (core func $m "random")))
+  (func (export "insecure") (param "n" u64) (result u32) (canon lift (core func $m "insecure")))
+)
