@@ -63,12 +63,13 @@ def main() -> None:
 
     import trustme
 
+    from wasitls.devtools import GUEST_LIB
     from wasitls.guestbuild import build_app, build_guest, guest_cache_dir
 
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     ssl_guest = build_app(CLIENT, guest_cache_dir() / "bench-ssl-client.wasm", progress=say)
     raw_guest = build_guest(ROOT / "bench" / "guests" / "ssl_handshakes_raw", "ssl-handshakes-raw",
-                            python_path=[ROOT / "tests" / "guests" / "_lib"], progress=say)
+                            python_path=[GUEST_LIB], progress=say)
     size = ns.mib << 20
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     with tempfile.TemporaryDirectory(prefix="wasitls-ssl-bench-") as tmp_name:

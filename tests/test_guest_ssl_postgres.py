@@ -93,7 +93,9 @@ def pg8000_guest():
 
 @pytest.fixture(scope="module")
 def raw_guest():
-    return build_probe("pyssl_pgraw", extra_path=(GUESTS / "_lib",))
+    from wasitls.devtools import GUEST_LIB
+
+    return build_probe("pyssl_pgraw", extra_path=(GUEST_LIB,))
 
 
 def host(pg: Postgres, *more: str, ca: Path | None = None) -> list[str]:

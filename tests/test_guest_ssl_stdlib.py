@@ -262,3 +262,14 @@ def _wait_port(port: int) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
+
+
+def test_server_guest_roots_narrow_client_trust(probe, pki):
+    """A server guest's load_verify_locations narrows which client certificates pass: the client's
+    chain passes the host's --client-ca-file but does not lead to the CA the guest loaded."""
+    guest, port = serve(probe, pki, "server", 1, "--identity", "web", "--require-cert", "--cafile", "/pki/ca.pem",
+                        options=("--client-ca-file", str(pki.client_ca)))
+    answer = py_client(port, pki.ca, cert=pki.client_pem)
+    r = guest.finish()
+    assert "echo" not in answer, (answer, r)
+    assert "server_error=SSLCertVerificationError" in r.out and "none of the CAs the guest loaded" in r.out, r
