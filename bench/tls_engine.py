@@ -22,7 +22,7 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from wasitls.tls.engine import ClientEngine, HandshakeComplete, ServerEngine, TLSConfig  # noqa: E402
+from wasitls.tls.engine import ClientEngine, HandshakeComplete, ServerEngine, EngineConfig  # noqa: E402
 from wasitls.tls.identity import PrivateIdentity  # noqa: E402
 from wasitls.tls.trust import TrustStore  # noqa: E402
 
@@ -128,7 +128,7 @@ def main() -> None:
         server_ctx.load_cert_chain(chain)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    config = TLSConfig(TrustStore.from_pem(ca.cert_pem.bytes()))
+    config = EngineConfig(TrustStore.from_pem(ca.cert_pem.bytes()))
     identity = PrivateIdentity.parse(leaf.private_key_pem.bytes(), [p.bytes() for p in leaf.cert_chain_pems])
 
     def engine_client(into: bool = False):

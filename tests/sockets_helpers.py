@@ -47,8 +47,7 @@ _guests: list[WasiCtx] = []
 def close_guests() -> None:
     """Close every socket of every guest made by make() (the close_guest_sockets fixture's work)."""
     while _guests:
-        for closer in _guests.pop().extras.get("closers", []):
-            closer()
+        _guests.pop().close_sockets()
 
 
 def make(allow_net=("*",), allow_listen=("0",)) -> SimpleNamespace:

@@ -83,8 +83,7 @@ def test_closers_close_every_socket_at_exit():
     accepted, *_ = listener.accept()
     udp = g.udp.create_udp_socket("ipv4")
     assert len(open_resources(g.ctx)) == 4
-    for closer in g.ctx.extras["closers"]:
-        closer()
+    g.ctx.lifetime.end()
     assert open_resources(g.ctx) == []
     assert listener.sock.fileno() == -1 and accepted.sock.fileno() == -1 and udp.sock.fileno() == -1
     with pytest.raises(Err) as e:

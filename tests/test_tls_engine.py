@@ -34,9 +34,10 @@ from wasitls.tls.engine import (
     HandshakeComplete,
     NeedData,
     PeerClosed,
+    PlaintextReady,
     ServerEngine,
     ServerIdentityReceived,
-    TLSConfig,
+    EngineConfig,
     TLSUsageError,
 )
 from wasitls.tls.identity import IdentityError, PrivateIdentity, PublicIdentity
@@ -74,8 +75,8 @@ def chain_der(leaf: trustme.LeafCert) -> list[bytes]:
             for p in leaf.cert_chain_pems]
 
 
-def config(trust: TrustStore, version: int | None = None, **options) -> TLSConfig:
-    return TLSConfig(trust, min_version=version or TLS1_2, max_version=version, **options)
+def config(trust: TrustStore, version: int | None = None, **options) -> EngineConfig:
+    return EngineConfig(trust, min_version=version or TLS1_2, max_version=version, **options)
 
 
 def self_signed(name: str) -> tuple[bytes, bytes]:
@@ -106,7 +107,7 @@ def exchange(client, server, rounds: int = 100) -> tuple[list, list]:
         progress = False
         for engine, events in zip((client, server), seen):
             event = engine.next_event()
-            if event is None or isinstance(event, NeedData):
+            if event is None or isinstance(event, (NeedData, PlaintextReady)):
                 continue
             if events and events[-1] == event and isinstance(event, (Failed, PeerClosed)):
                 continue
@@ -414,8 +415,8 @@ def test_ip_literal_is_verified_against_ip_sans_and_not_sent_as_sni(trust, ca):
 def test_keylog_receives_the_secrets(trust, ca, tmp_path):
     lines: list[str] = []
     leaf = ca.issue_cert("example.com")
-    client = ClientEngine(TLSConfig(trust, keylog=lines.append), "example.com")
-    server = ServerEngine(TLSConfig(trust, keylog=tmp_path / "keys.log"), identities=[identity_of(leaf)],
+    client = ClientEngine(EngineConfig(trust, keylog=lines.append), "example.com")
+    server = ServerEngine(EngineConfig(trust, keylog=tmp_path / "keys.log"), identities=[identity_of(leaf)],
                           pause_on_client_hello=False)
     exchange(client, server)
     assert any(line.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") for line in lines)
@@ -423,7 +424,7 @@ def test_keylog_receives_the_secrets(trust, ca, tmp_path):
 
 
 def test_minimum_version_is_enforced(trust, ca):
-    client = ClientEngine(TLSConfig(trust, min_version=TLS1_3), "example.com")
+    client = ClientEngine(EngineConfig(trust, min_version=TLS1_3), "example.com")
     server = ServerEngine(config(trust, TLS1_2), identities=[identity_of(ca.issue_cert("example.com"))],
                           pause_on_client_hello=False)
     client_events, server_events = exchange(client, server)
@@ -714,7 +715,7 @@ def read_until_closed(sock: socket.socket, engine) -> tuple[bytes, object]:
     while True:
         data += engine.read_plaintext()
         event = next_event(sock, engine)
-        if event is not None:
+        if event != PlaintextReady():
             return bytes(data), event
 
 
@@ -807,7 +808,7 @@ def test_client_certificate_to_python_ssl_server_in_and_after_the_handshake(trus
         assert next_event(sock, client) == HandshakeComplete()
         received = client.read_plaintext()
         while received != b"asked":
-            assert next_event(sock, client) is None  # plaintext waiting
+            assert next_event(sock, client) == PlaintextReady()  # plaintext waiting
             received += client.read_plaintext()  # also answers the CertificateRequest
         client.send_plaintext(b"here")
         flush(sock, client)
@@ -904,7 +905,7 @@ def test_server_engine_serves_a_python_ssl_client(trust, ca):
         assert next_event(conn, server) == HandshakeComplete()
         request = server.read_plaintext()
         while request != b"hello":
-            assert next_event(conn, server) is None
+            assert next_event(conn, server) == PlaintextReady()
             request += server.read_plaintext()
         server.send_plaintext(b"hi " + request)
         server.close()
@@ -957,7 +958,7 @@ def test_client_against_openssl_s_server(trust, ca, server_pem, tmp_path, versio
 
 
 # ---------------------------------------------------------------------------------------------
-# The connection's plaintext reads (wasitls.tls.connection) over in-memory raw streams
+# The connection's plaintext reads (wasitls.tls_streams) over in-memory raw streams
 # ---------------------------------------------------------------------------------------------
 class _MemorySource:
     """A raw input backend holding ciphertext; records the largest read asked of it."""
@@ -991,16 +992,14 @@ class _NullSink:
 def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
     from types import SimpleNamespace
 
-    from wasitls.tls.connection import READ_LIMIT, TlsConnection
-    from wasitls.tls.pump import MAX_READ_CHUNK
-    from wasitls.wasi.io.streams import StreamClosed
+    from wasitls.tls_streams import TlsConnection
+    from wasitls.wasi.io.streams import MAX_READ, StreamClosed
 
     client, server = connected_pair(trust, ca.issue_cert("example.com"))
     source = _MemorySource()
-    conn = TlsConnection(SimpleNamespace(trace=None), client, SimpleNamespace(source=source),
-                         SimpleNamespace(sink=_NullSink()), server_name="example.com")
+    conn = TlsConnection(SimpleNamespace(trace=None), client, source, _NullSink())
     plain = conn.plaintext_source()
-    payload = os.urandom(3 * READ_LIMIT + 54321)
+    payload = os.urandom(3 * MAX_READ + 54321)
     for offset in range(0, len(payload), MAX_SEND):
         server.send_plaintext(payload[offset:offset + MAX_SEND])
     source.data += server.data_to_send()
@@ -1009,10 +1008,10 @@ def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
     assert len(first) == 200000  # more than one 64 KiB step: the read fills up to what was asked
     received += first
     while len(received) < len(payload):
-        chunk = plain.read(4 * READ_LIMIT)
-        assert 0 < len(chunk) <= READ_LIMIT
+        chunk = plain.read(4 * MAX_READ)
+        assert 0 < len(chunk) <= MAX_READ
         received += chunk
-    assert source.largest <= MAX_READ_CHUNK  # raw input is read in bounded steps
+    assert source.largest <= MAX_READ  # raw input is read in bounded steps
     assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
     assert plain.read(1000) == b""  # nothing more now, and no end yet
     server.close()
@@ -1020,3 +1019,57 @@ def test_connection_reads_fill_what_is_asked_bounded_and_intact(trust, ca):
     source.ended = True
     with pytest.raises(StreamClosed):
         plain.read(1000)
+
+
+def test_a_read_after_a_readiness_check_takes_the_same_path(trust, ca):
+    """Polling first decrypts nothing aside: the read after it fills up to what was asked, as
+    without the poll, from the connection's one read buffer."""
+    from types import SimpleNamespace
+
+    from wasitls.tls_streams import TlsConnection
+
+    client, server = connected_pair(trust, ca.issue_cert("example.com"))
+    source = _MemorySource()
+    plain = TlsConnection(SimpleNamespace(trace=None), client, source, _NullSink()).plaintext_source()
+    assert not plain.poll_ready()  # nothing has arrived
+    payload = os.urandom(200000)
+    server.send_plaintext(payload)
+    source.data += server.data_to_send()
+    assert plain.poll_ready()
+    first = plain.read(len(payload))
+    assert bytes(first) == payload  # one read, though the poll came first
+
+
+def test_connections_still_open_when_the_guest_ends_are_traced(trust, ca, tmp_path):
+    from wasitls.lifetime import Lifetime
+    from wasitls.tls.config import build_tls_config
+    from wasitls.tls_streams import GuestTls
+
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    lines: list[str] = []
+    lifetime = Lifetime()
+    tls = GuestTls(build_tls_config(ca_file=str(ca_file), trace=lines.append), lifetime)
+    server = ServerEngine(config(trust), identities=[identity_of(ca.issue_cert("example.com"))],
+                          pause_on_client_hello=False)
+    source, sink = _MemorySource(), _CollectingSink()
+    conn = tls.client("example.com", source, sink)
+    for _ in range(10):  # the handshake over memory: our ciphertext to the server and back
+        conn.advance(conn.handshake_settled)
+        server.receive_data(bytes(sink.data))
+        sink.data.clear()
+        server.next_event()
+        source.data += server.data_to_send()
+    assert conn.facts() is not None and conn.facts().server_name == "example.com"
+    assert lines == []
+    lifetime.end()
+    assert len(lines) == 1 and "server=example.com" in lines[0]
+    assert lines[0].endswith("ended=still open when the guest exited")
+
+
+class _CollectingSink(_NullSink):
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data) -> None:
+        self.data += data

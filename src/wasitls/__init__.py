@@ -1,5 +1,36 @@
-"""wasitls: a WebAssembly component host in Python whose guests get TLS done by the host (OpenSSL)."""
+"""wasitls: a WebAssembly component host in Python whose guests get TLS done by the host (OpenSSL).
 
-from .host import Host, HostError
+Which package may import which (tests/test_layering.py checks every import against IMPORT_RULE):
+
+    component/       the component runtime: imports nothing of wasitls but itself (knows nothing of
+                     WASI or TLS)
+    records, policy, lifetime, libc, sandbox
+                     small shared modules: import only each other (sandbox: the path resolution
+                     beneath a preopen that every filesystem front end uses; libc: its ctypes calls)
+    wasi/            WASI interfaces: component and the shared modules (nothing of TLS)
+    tls/             the TLS core (engine, OpenSSL binding, trust, identities, settings): only itself
+    tls_streams.py   the glue between the TLS core and byte streams: tls/, wasi.io, shared modules
+    tls_interfaces/  the TLS interfaces we serve: everything above
+    host, served, cli, demo, guestbuild, devtools
+                     the front: anything (devtools: helpers the tests and benches share)
+"""
+
+# package (first name under wasitls) -> what it may import; "wasi.io" allows only that subpackage
+IMPORT_RULE = {
+    "component": [],
+    "records": [],
+    "policy": ["records", "lifetime"],
+    "lifetime": ["records"],
+    "libc": [],
+    "sandbox": ["libc"],
+    "wasi": ["component", "records", "policy", "lifetime", "libc", "sandbox"],
+    "tls": [],
+    "tls_streams": ["tls", "wasi.io", "records", "lifetime"],
+    "tls_interfaces": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
+    "served": ["component"],
+    "host": ["*"], "cli": ["*"], "demo": ["*"], "guestbuild": ["*"], "devtools": ["*"], "__main__": ["*"], "__init__": ["*"],
+}
+
+from .host import Host, HostError  # noqa: E402
 
 __all__ = ["Host", "HostError"]

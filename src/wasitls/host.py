@@ -133,7 +133,8 @@ class Host:
         return self._tls_config
 
     def _ctx(self, argv: list[str]) -> WasiCtx:
-        ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy, tls=self._tls())
+        self._tls()  # a bad TLS option stops the host before the guest runs
+        ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy)
         if self.stdin is None:
             ctx.stdin = FdSource(0)
             ctx.stdin_tty = os.isatty(0)
@@ -149,11 +150,20 @@ class Host:
 
     def linker(self, ctx: WasiCtx) -> HostLinker:
         """Every interface we serve, each made (and its module imported) only if the guest imports it."""
-        from .served import interface_table, load_interface
+        from .served import interface_table, load_interface, package_of
 
         linker = HostLinker()
+        tls: list[Any] = []  # the guest's GuestTls, made (and OpenSSL loaded) when it links a TLS interface
+
+        def guest_tls() -> Any:
+            if not tls:
+                from .tls_streams import GuestTls
+                tls.append(GuestTls(self._tls(), ctx.lifetime))
+            return tls[0]
+
         for module, name, names in interface_table(self.cache.directory):
-            linker.register_deferred(names, lambda m=module, n=name: load_interface(m, n)(ctx))
+            context = guest_tls if package_of(module) == "tls_interfaces" else lambda: ctx
+            linker.register_deferred(names, lambda m=module, n=name, c=context: load_interface(m, n)(c()))
         return linker
 
     def load(self, component: str | os.PathLike | bytes) -> Any:
@@ -200,11 +210,7 @@ class Host:
         except GuestExit as e:
             return e.status
         finally:
-            for closer in ctx.extras.get("closers", []):
-                try:
-                    closer()
-                except Exception:
-                    pass
+            ctx.lifetime.end()
 
 
 __all__ = ["Host", "HostError", "GuestTrap"]

@@ -1,4 +1,7 @@
-"""What a host serves: every host interface class of `wasitls.wasi` and `wasitls.wasitls_tls`.
+"""What a host serves: every host interface class of `wasitls.wasi` and `wasitls.tls_interfaces`.
+
+An interface of `wasi` is made with the guest's WasiCtx, one of `tls_interfaces` with its GuestTls
+(`package_of` says which package a listed module belongs to).
 
 Importing all of their modules (TLS and OpenSSL included) costs ~30 ms at each start, most of it for
 interfaces a guest never imports. `interface_table` lists the classes (module, class name, WIT names)
@@ -17,13 +20,13 @@ from .component.host import HostInterface
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the packages whose `interfaces()` list what we serve, and the source trees the list depends on
-_PACKAGES = ("wasi", "wasitls_tls")
+PACKAGES = ("wasi", "tls_interfaces")
 
 
 def all_interfaces() -> list[type[HostInterface]]:
     """Every host interface class, imported, in registration order."""
     found: list[type[HostInterface]] = []
-    for package in _PACKAGES:
+    for package in PACKAGES:
         found.extend(importlib.import_module(f"{__package__}.{package}").interfaces())
     return found
 
@@ -61,7 +64,7 @@ def _tree_key() -> str:
     """What the table depends on: the packages' sources and the host base class, by path, size,
     mtime and inode (any edit, e.g. of wasi's MODULES list, changes the key)."""
     files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "host.py")]
-    for package in _PACKAGES:
+    for package in PACKAGES:
         for dirpath, dirnames, filenames in os.walk(os.path.join(_HERE, package)):
             dirnames.sort()
             files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
@@ -70,6 +73,11 @@ def _tree_key() -> str:
         st = os.stat(f)
         parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
     return " ".join(parts)
+
+
+def package_of(module: str) -> str:
+    """Which of PACKAGES a module of the table belongs to ("wasi" or "tls_interfaces")."""
+    return module[len(__package__) + 1:].partition(".")[0]
 
 
 def load_interface(module: str, name: str) -> type[HostInterface]:

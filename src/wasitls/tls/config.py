@@ -45,19 +45,29 @@ def _stderr_trace(line: str) -> None:
 class TlsSettings:
     def __init__(self, *, trust: TrustStore, trace: Callable[[str], None] | None, keylog: KeyLog | None,
                  identities: dict[str, Any], client_trust: TrustStore | None):
-        from .engine import TLSConfig
+        from .engine import EngineConfig
 
         self.trust = trust
         self.trace = trace
         self.keylog = keylog
         self.identities = identities
         self.client_trust = client_trust
-        self.client_config = TLSConfig(trust, keylog=keylog)  # one OpenSSL context for every client
+        # the engines' config (one SSL_CTX per role) for every connection: clients and, despite
+        # the name, servers too
+        self.client_config = EngineConfig(trust, keylog=keylog)
 
-    def client_engine(self, server_name: str, **options: Any) -> Any:
+    def client_engine(self, server_name: str, *, config: Any = None, **options: Any) -> Any:
+        """`config`: an EngineConfig of other trust or versions than the host's (memory TLS)."""
         from .engine import ClientEngine
 
-        return ClientEngine(self.client_config, server_name, **options)
+        return ClientEngine(config or self.client_config, server_name, **options)
+
+    def server_engine(self, *, config: Any = None, **options: Any) -> Any:
+        from .engine import ServerEngine
+
+        # Client certificates are checked against --client-ca-file, else the host's TLS trust.
+        options.setdefault("client_trust", self.client_trust)
+        return ServerEngine(config or self.client_config, **options)
 
 
 class LazyTlsSettings(TlsSettings):
@@ -81,10 +91,10 @@ class LazyTlsSettings(TlsSettings):
             raise AttributeError(name)
         with self._lock:
             if "client_config" not in self.__dict__:
-                from .engine import TLSConfig
+                from .engine import EngineConfig
 
                 built = self._build()
-                built["client_config"] = TLSConfig(built["trust"], keylog=self.keylog)
+                built["client_config"] = EngineConfig(built["trust"], keylog=self.keylog)
                 self.__dict__.update(built)  # all at once: a failed build is tried again next time
         return self.__dict__[name]
 

@@ -17,12 +17,13 @@ ClientIdentityRequested        cert callback returns -1 (SSL_ERROR_WANT_X509_LOO
 (client)                       client's Certificate message is written
 =============================  =============================================================
 
-States and what `next_event()` does in each (a table, not flags):
+States and what `next_event()` does in each (the moves between them: `_TRANSITIONS`):
 
     IDLE         the handshake has not started: start it (a client writes its ClientHello)
     HANDSHAKING  run SSL_do_handshake: NeedData, a pause event, HandshakeComplete or Failed
-    PAUSED       None until the caller resumes (resume, respond_client_identity) or aborts
-    CONNECTED    NeedData when no plaintext is waiting, None when read_plaintext has some
+    PAUSED       None (nothing happens until the caller resumes or aborts)
+    ABORTING     (inside abort() only: the paused callback runs again and fails, writing the alert)
+    CONNECTED    NeedData when no plaintext is waiting, PlaintextReady when read_plaintext has some
     CLOSED       the peer closed: PeerClosed, every time
     FAILED       Failed, every time
 
@@ -107,6 +108,11 @@ class ClientIdentityReceived(Event):
 
 
 @dataclass(frozen=True)
+class PlaintextReady(Event):
+    """Decrypted application data waits: read_plaintext() / read_plaintext_into() return it."""
+
+
+@dataclass(frozen=True)
 class HandshakeComplete(Event):
     """Plaintext may flow: send_plaintext() / read_plaintext()."""
 
@@ -130,11 +136,28 @@ class _State(enum.Enum):
     IDLE = "idle"
     HANDSHAKING = "handshaking"
     PAUSED = "paused"
+    ABORTING = "aborting"
     CONNECTED = "connected"
     CLOSED = "closed"
     FAILED = "failed"
 
 
+IDLE, HANDSHAKING, PAUSED, ABORTING, CONNECTED, CLOSED, FAILED = _State
+
+# Every move of an engine, as h11 keeps its states: state -> {what happened: next state}. A move not
+# listed here is a bug in the engine, never a peer's doing (every path that fails goes to FAILED).
+_TRANSITIONS: dict[_State, dict[str, _State]] = {
+    IDLE:        {"start": HANDSHAKING, "fail": FAILED},
+    HANDSHAKING: {"pause": PAUSED, "complete": CONNECTED, "fail": FAILED},
+    PAUSED:      {"resume": HANDSHAKING, "abort": ABORTING, "fail": FAILED},
+    ABORTING:    {"fail": FAILED},
+    CONNECTED:   {"peer closed": CLOSED, "fail": FAILED},
+    CLOSED:      {"fail": FAILED},
+    FAILED:      {"fail": FAILED},
+}
+
+
+_NEED_DATA, _PLAINTEXT_READY = NeedData(), PlaintextReady()
 _PAUSES = (o.SSL_ERROR_WANT_CLIENT_HELLO_CB, o.SSL_ERROR_WANT_RETRY_VERIFY, o.SSL_ERROR_WANT_X509_LOOKUP)
 _TLS_RECORD_STARTS = (0x15, 0x16)  # alert, handshake: the only record types a peer may open with
 
@@ -154,7 +177,7 @@ def _free_contexts(contexts: dict) -> None:
     contexts.clear()
 
 
-class TLSConfig:
+class EngineConfig:
     """Settings shared by many connections: trust, protocol versions, key logging.
 
     Each role's SSL_CTX is built on first use and reused; change settings by making a new config.
@@ -234,13 +257,13 @@ def _keylog_callback(keylog) -> o.KeylogCallback:
     return o.KeylogCallback(on_line)
 
 
-_default_config: TLSConfig | None = None
+_default_config: EngineConfig | None = None
 
 
-def default_config() -> TLSConfig:
+def default_config() -> EngineConfig:
     global _default_config
     if _default_config is None:
-        _default_config = TLSConfig()
+        _default_config = EngineConfig()
     return _default_config
 
 
@@ -337,7 +360,7 @@ def _preview(data: bytes) -> str:
 class _Engine:
     _role = ""
 
-    def __init__(self, config: TLSConfig | None):
+    def __init__(self, config: EngineConfig | None):
         self.config = config or default_config()
         ssl = o.SSL_new(self.config.context(self._role))
         if not ssl:
@@ -351,15 +374,14 @@ class _Engine:
         _engines[ssl] = weakref.ref(self)
         self._release = weakref.finalize(self, _release, ssl)
 
-        self._state = _State.IDLE
+        self._state = IDLE
         self._events: deque[Event] = deque()
         self._terminal: Event | None = None
         self._pause: Event | None = None
-        self._abort_requested = False
+        self._passed: set[type] = set()  # pauses the caller has moved past: their callbacks proceed
         self._reason: str | None = None  # why we failed the handshake ourselves, if we did
         self._callback_error: BaseException | None = None
         self._eof = False
-        self._first_bytes_seen = False
         self._not_tls: str | None = None  # server: why the first bytes did not look like TLS
         self._sent_close = False
         self._read_buffer: ctypes.Array | None = None
@@ -382,6 +404,16 @@ class _Engine:
         self.plaintext_received = 0
         self.plaintext_sent = 0
 
+    def _move(self, happened: str) -> None:
+        try:
+            self._state = _TRANSITIONS[self._state][happened]
+        except KeyError:
+            raise AssertionError(f"TLS engine bug: {happened!r} while {self._state.value}") from None
+
+    @property
+    def _aborting(self) -> bool:
+        return self._state is ABORTING
+
     # -- raw side -----------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Raw bytes read from the peer; b"" means the peer closed its side of the TCP stream."""
@@ -391,8 +423,7 @@ class _Engine:
             self._eof = True
             o.BIO_ctrl(self._rbio, o.BIO_C_SET_BUF_MEM_EOF_RETURN, 0, None)
             return
-        if not self._first_bytes_seen:
-            self._first_bytes_seen = True
+        if not self.bytes_received:  # the first bytes: do they look like TLS at all?
             if data[0] not in _TLS_RECORD_STARTS or (len(data) > 1 and data[1] != 0x03):
                 if self._role == "client":
                     self._fail(f"peer does not speak TLS ({_preview(data)})")
@@ -426,10 +457,11 @@ class _Engine:
 
     # -- events ---------------------------------------------------------------------------------
     def next_event(self) -> Event | None:
-        """What happened; drives the handshake. None: paused, or plaintext waits in read_plaintext."""
+        """What happened; drives the handshake. None only while paused: nothing happens until the
+        caller resumes or aborts."""
         if not self._events:
             if self._state is _State.IDLE:
-                self._state = _State.HANDSHAKING
+                self._move("start")
             if self._state is _State.HANDSHAKING:
                 self._handshake_step()
             elif self._state is _State.CONNECTED:
@@ -437,9 +469,9 @@ class _Engine:
         if self._events:
             return self._events.popleft()
         if self._state is _State.HANDSHAKING:
-            return NeedData()
+            return _NEED_DATA
         if self._state is _State.CONNECTED:
-            return None if o.SSL_pending(self._ssl) > 0 else NeedData()
+            return _PLAINTEXT_READY if o.SSL_pending(self._ssl) > 0 else _NEED_DATA
         return self._terminal  # CLOSED/FAILED: the terminal event; PAUSED: None (no terminal yet)
 
     @property
@@ -455,18 +487,18 @@ class _Engine:
         """Continue a paused handshake; the next next_event() drives it on."""
         if self._state is not _State.PAUSED:
             raise TLSUsageError(f"resume() needs a paused handshake; it is {self._state.value}")
+        self._passed.add(type(self._pause))
         self._pause = None
-        self._state = _State.HANDSHAKING
+        self._move("resume")
 
     def abort(self) -> None:
         """Give up: an alert if OpenSSL can still send one (at a pause), close_notify once connected."""
         if self._state is _State.FAILED:
             return
-        self._abort_requested = True
         self._reason = "aborted by the application"
         if self._state is _State.PAUSED:
             self._pause = None
-            self._state = _State.HANDSHAKING
+            self._move("abort")
             self._handshake_step()  # the callback now fails, so OpenSSL writes the alert
         elif self._state in (_State.CONNECTED, _State.CLOSED):
             self._shutdown()
@@ -483,7 +515,7 @@ class _Engine:
         """Free the OpenSSL objects now instead of at garbage collection; the engine is then dead."""
         if self._release.alive:
             self._release()
-            self._state = _State.FAILED  # every later call takes a path that never touches OpenSSL
+            self._move("fail")  # every later call takes a path that never touches OpenSSL
             self._pause = None
             self._terminal = self._terminal or Failed("the connection was released")
 
@@ -546,7 +578,7 @@ class _Engine:
         rc = o.SSL_do_handshake(self._ssl)
         if rc == 1:
             self.handshake_complete = True
-            self._state = _State.CONNECTED
+            self._move("complete")
             self._on_handshake_complete()
             self._events.append(HandshakeComplete())
             return
@@ -556,8 +588,8 @@ class _Engine:
         if err == o.SSL_ERROR_ZERO_RETURN:  # a close_notify instead of the next handshake message
             self._fail("peer closed the connection during the handshake")
             return
-        if err in _PAUSES and self._pause is not None and not self._abort_requested:
-            self._state = _State.PAUSED
+        if err in _PAUSES and self._pause is not None and not self._aborting:
+            self._move("pause")
             return
         self._fail(self._failure_reason(handshake=True))
 
@@ -616,12 +648,12 @@ class _Engine:
         self._events.append(event)
 
     def _peer_closed(self, clean: bool, reason: str) -> None:
-        self._state = _State.CLOSED
+        self._move("peer closed")
         self._terminal = PeerClosed(clean, reason)
 
     def _fail(self, reason: str) -> None:
         if self._state is not _State.FAILED:
-            self._state = _State.FAILED
+            self._move("fail")
             self._pause = None
             self._terminal = Failed(reason)
 
@@ -689,7 +721,7 @@ class ClientEngine(_Engine):
 
     def __init__(
         self,
-        config: TLSConfig | None,
+        config: EngineConfig | None,
         server_name: str | None,
         *,
         alpn_ids: Iterable[bytes] = (),
@@ -706,8 +738,6 @@ class ClientEngine(_Engine):
         self.pause_on_verify = pause_on_verify
         self.pause_on_cert_request = pause_on_cert_request
         self._client_identity = client_identity
-        self._verify_accepted = False
-        self._cert_request_answered = False
         ssl = self._ssl
         o.SSL_set_connect_state(ssl)
         o.SSL_set_verify(ssl, o.SSL_VERIFY_PEER, None)
@@ -762,32 +792,24 @@ class ClientEngine(_Engine):
         self._client_identity = identity
         self.resume()
 
-    def resume(self) -> None:
-        # The callback that paused runs again on resumption: these flags tell it to proceed.
-        if isinstance(self._pause, ServerIdentityReceived):
-            self._verify_accepted = True
-        elif isinstance(self._pause, ClientIdentityRequested):
-            self._cert_request_answered = True
-        super().resume()
-
     # Called by OpenSSL through the module-level callbacks.
     def _on_verify(self, store_ctx: int) -> int:
-        if self._abort_requested:
+        if self._aborting:
             o.X509_STORE_CTX_set_error(store_ctx, o.X509_V_ERR_APPLICATION_VERIFICATION)
             return 0
         if o.X509_verify_cert(store_ctx) != 1 and self.verify_peer:
             return 0  # OpenSSL sends the alert that matches the verification error
-        if self.pause_on_verify and not self._verify_accepted:
+        if self.pause_on_verify and ServerIdentityReceived not in self._passed:
             chain = o.stack_of_x509_to_der(o.X509_STORE_CTX_get0_untrusted(store_ctx))
             self._pause_with(ServerIdentityReceived(PublicIdentity(chain)))
             return 1 if o.SSL_ctrl(self._ssl, o.SSL_CTRL_SET_RETRY_VERIFY, 0, None) > 0 else 0
         return 1
 
     def _on_certificate_request(self) -> int:
-        if self._abort_requested:
+        if self._aborting:
             return 0
         in_handshake = not self.handshake_complete
-        if in_handshake and self.pause_on_cert_request and not self._cert_request_answered:
+        if in_handshake and self.pause_on_cert_request and ClientIdentityRequested not in self._passed:
             self._pause_with(ClientIdentityRequested())
             return -1
         identity = self._client_identity
@@ -811,7 +833,7 @@ class ServerEngine(_Engine):
 
     def __init__(
         self,
-        config: TLSConfig | None = None,
+        config: EngineConfig | None = None,
         *,
         identities: Iterable[PrivateIdentity] = (),
         alpn_ids: Iterable[bytes] = (),
@@ -828,8 +850,7 @@ class ServerEngine(_Engine):
         self._identities_installed = False
         self._client_identity_requested = False
         self._verifying_clients = False
-        self._pha_pending = False
-        self._pha_done = False
+        self._pha: str | None = None  # post-handshake auth: None, "requested", then "answered"
         o.SSL_set_accept_state(self._ssl)
 
     def _configurable(self) -> bool:
@@ -859,7 +880,7 @@ class ServerEngine(_Engine):
             return
         if self._state is not _State.CONNECTED:
             raise TLSUsageError(f"cannot request a client identity on a connection that is {self._state.value}")
-        if self._pha_pending:
+        if self._pha is not None:
             raise TLSUsageError("a post-handshake client identity request is already pending")
         if o.SSL_version(self._ssl) != TLS1_3:
             raise TLSUsageError(
@@ -874,7 +895,7 @@ class ServerEngine(_Engine):
         o.ERR_clear_error()
         # The next complete run of the state machine is the client's answer.
         o.SSL_set_info_callback(self._ssl, _info_cb)
-        self._pha_pending, self._pha_done = True, False
+        self._pha = "requested"
 
     def _verify_clients(self) -> None:
         if self._verifying_clients:  # once: CA names would otherwise be listed twice
@@ -903,19 +924,19 @@ class ServerEngine(_Engine):
             self._events.append(ClientIdentityReceived(self.peer_identity))
 
     def _after_read(self) -> None:
-        if self._pha_pending and self._pha_done:
-            self._pha_pending = False
+        if self._pha == "answered":
+            self._pha = None
             o.SSL_set_info_callback(self._ssl, o.InfoCallback())  # NULL: no more calls per state change
             self.peer_identity = self._fetch_peer_identity()
             self._events.append(ClientIdentityReceived(self.peer_identity, post_handshake=True))
 
     # Called by OpenSSL through the module-level callbacks.
     def _on_flight_processed(self) -> None:
-        if self._pha_pending:
-            self._pha_done = True
+        if self._pha == "requested":
+            self._pha = "answered"
 
     def _on_client_hello(self) -> int:
-        if self._abort_requested:
+        if self._aborting:
             return o.SSL_CLIENT_HELLO_ERROR
         if self.client_hello is None:
             self.client_hello = self._read_client_hello()

@@ -112,6 +112,9 @@ X509_get_subject_name = _declare(libcrypto, "X509_get_subject_name", c_void_p, c
 X509_NAME_oneline = _declare(libcrypto, "X509_NAME_oneline", c_char_p, c_void_p, c_char_p, c_int)
 X509_check_private_key = _declare(libcrypto, "X509_check_private_key", c_int, c_void_p, c_void_p)
 X509_verify_cert = _declare(libcrypto, "X509_verify_cert", c_int, c_void_p)
+X509_check_issued = _declare(libcrypto, "X509_check_issued", c_int, c_void_p, c_void_p)
+X509_verify = _declare(libcrypto, "X509_verify", c_int, c_void_p, c_void_p)
+X509_get0_pubkey = _declare(libcrypto, "X509_get0_pubkey", c_void_p, c_void_p)
 X509_verify_cert_error_string = _declare(libcrypto, "X509_verify_cert_error_string", c_char_p, c_long)
 
 X509_STORE_new = _declare(libcrypto, "X509_STORE_new", c_void_p)

@@ -6,7 +6,7 @@ import importlib
 
 from ..component.host import HostInterface
 
-# the modules of wasi:cli/imports@0.2.9 in WIT package order, then wasi:tls
+# the modules of wasi:cli/imports@0.2.9 in WIT package order (wasi:tls is served from tls_interfaces/)
 MODULES = [
     "cli.environment", "cli.exit", "cli.stdio", "cli.terminal",
     "clocks.monotonic_clock", "clocks.wall_clock",
@@ -15,7 +15,6 @@ MODULES = [
     "random.random", "random.insecure", "random.insecure_seed",
     "sockets.network", "sockets.instance_network", "sockets.tcp", "sockets.tcp_create_socket",
     "sockets.udp", "sockets.udp_create_socket", "sockets.ip_name_lookup",
-    "tls.types",
 ]
 
 

@@ -7,6 +7,7 @@ import os
 import select
 from typing import Any, BinaryIO
 
+from ..lifetime import Lifetime
 from ..policy import Policy
 from ..records import Record
 from .io.poll import Wait
@@ -121,12 +122,12 @@ class WriterSink:
 
 class WasiCtx(Record):
     _fields = ("args", "env", "policy", "stdin", "stdout", "stderr", "stdin_tty", "stdout_tty", "stderr_tty",
-               "cwd", "tls", "extras")
+               "cwd", "lifetime", "open_sockets")
 
     def __init__(self, args: list[str] | None = None, env: list[tuple[str, str]] | None = None,
                  policy: Policy | None = None, stdin: Any = None, stdout: Any = None, stderr: Any = None,
                  stdin_tty: bool = False, stdout_tty: bool = False, stderr_tty: bool = False,
-                 cwd: str | None = None, tls: Any = None, extras: dict[str, Any] | None = None):
+                 cwd: str | None = None, lifetime: Lifetime | None = None):
         self.args: list[str] = [] if args is None else args
         self.env: list[tuple[str, str]] = [] if env is None else env
         self.policy = Policy() if policy is None else policy
@@ -137,5 +138,12 @@ class WasiCtx(Record):
         self.stdout_tty = stdout_tty
         self.stderr_tty = stderr_tty
         self.cwd = cwd  # wasi:cli/environment.initial-cwd
-        self.tls = tls  # tls.config.TlsSettings, shared by the host's runs
-        self.extras: dict[str, Any] = {} if extras is None else extras  # per-guest state other packages keep
+        self.lifetime = Lifetime() if lifetime is None else lifetime  # hooks the host runs when the guest ends
+        self.open_sockets: dict[int, Any] = {}  # wasi:sockets resources holding OS sockets, by id
+        self.lifetime.at_end(self.close_sockets)
+
+    def close_sockets(self) -> None:
+        """Closes every socket the guest still holds (the guest has ended, or a test is done with it)."""
+        for resource in list(self.open_sockets.values()):
+            resource.close()
+        self.open_sockets.clear()

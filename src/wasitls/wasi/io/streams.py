@@ -1,8 +1,12 @@
 """wasi:io/streams@0.2.9: input and output streams over small byte source and sink backends.
 
 stdio, files, TCP and TLS are only backends. A source:
-    read(n) -> bytes        at most n bytes, b"" when nothing is available now;
-                            raises StreamClosed at the end, StreamFailed on error
+    read(n) -> bytes | memoryview
+                            at most n bytes, b"" when nothing is available now;
+                            raises StreamClosed at the end, StreamFailed on error.
+                            A source may lend a memoryview of its own buffer, valid only until
+                            its next read: a consumer copies what it keeps (the engines copy into
+                            guest memory at once; splice and the TLS glue copy)
     poll_ready(), wait_on() readiness (see poll.py): ready when read would return data or raise
     close()                 optional, called when the guest drops the stream
 A sink:
@@ -24,7 +28,7 @@ from .error import IoError
 from .poll import Pollable, Wait, wait_any
 
 BLOCKING_LIMIT = 4096  # blocking-write-and-flush and friends take at most this many bytes (WIT)
-MAX_READ = 1 << 20  # one read never hands the guest more than this, however much it asks for
+MAX_READ = 1 << 20  # one read of any stream (or of a source by the TLS glue) never takes more than this
 
 
 class StreamClosed(Exception):
@@ -59,7 +63,7 @@ class InputStream:
     def backend_ready(self) -> bool:
         return bool(self.source.poll_ready())
 
-    def read(self, len: int) -> bytes:
+    def read(self, len: int) -> bytes | memoryview:
         if self.done is not None:
             raise self.done
         try:

@@ -7,7 +7,7 @@ observable rules every socket call applies before it reaches the OS).
 
 from __future__ import annotations
 
-import errno as E
+import errno
 import ipaddress
 import socket
 import sys
@@ -50,8 +50,8 @@ _ERRNO_NAMES = [
     (("EOPNOTSUPP", "ENOPROTOOPT", "EPFNOSUPPORT", "EPROTONOSUPPORT", "EPROTOTYPE", "ESOCKTNOSUPPORT",
       "EAFNOSUPPORT"), "not-supported"),
 ]
-_ERRNO_CODES = {getattr(E, name): code for names, code in reversed(_ERRNO_NAMES)
-                for name in names if hasattr(E, name)}
+_ERRNO_CODES = {getattr(errno, name): code for names, code in reversed(_ERRNO_NAMES)
+                for name in names if hasattr(errno, name)}
 
 
 def error_code(err: OSError | int | None) -> str:
@@ -89,7 +89,7 @@ def os_bind(sock: socket.socket, addr: "SocketAddress") -> None:
         raise Err("invalid-argument") from None
     except OSError as e:
         # EAFNOSUPPORT: a family mismatch the WIT-level checks missed
-        raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
+        raise (Err("invalid-argument") if e.errno == errno.EAFNOSUPPORT else fail(e)) from None
 
 
 # The names wasmtime's socket streams give a failed read or write in `to-debug-string`: its own socket
@@ -111,7 +111,7 @@ def stream_error(err: OSError) -> IoError:
     """
     n = err.errno if err.errno is not None else 0
     code = error_code(n)
-    name = "ConnectionBroken" if n == E.EPIPE else _WASMTIME_STREAM_ERRORS.get(code, "Other")
+    name = "ConnectionBroken" if n == errno.EPIPE else _WASMTIME_STREAM_ERRORS.get(code, "Other")
     return IoError(name, net_code=code)
 
 
@@ -242,41 +242,26 @@ def set_buffer_size(sock: socket.socket, option: int, value: int) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, option, min(value, 2**31 - 1))
     except OSError as e:
-        if e.errno != E.ENOBUFS:  # a size the system cannot give is a hint it clamps, not an error
+        if e.errno != errno.ENOBUFS:  # a size the system cannot give is a hint it clamps, not an error
             raise fail(e) from None
 
 
 # -- the sockets one guest has open ------------------------------------------------------------
 
-_TRACKER_KEY = "wasi:sockets/open"
-
-
 def track(ctx: Any, resource: Any) -> None:
-    """Remembers a resource holding OS sockets so the host closes it at exit (`ctx.extras["closers"]`)."""
-    if ctx is None:
-        return
-    extras = ctx.extras
-    live = extras.get(_TRACKER_KEY)
-    if live is None:
-        live = extras[_TRACKER_KEY] = {}
-
-        def close_all() -> None:
-            for obj in list(live.values()):
-                obj.close()
-            live.clear()
-
-        extras.setdefault("closers", []).append(close_all)
-    live[id(resource)] = resource
+    """Remembers a resource holding OS sockets so the host closes it when the guest ends."""
+    if ctx is not None:
+        ctx.open_sockets[id(resource)] = resource
 
 
 def untrack(ctx: Any, resource: Any) -> None:
     if ctx is not None:
-        ctx.extras.get(_TRACKER_KEY, {}).pop(id(resource), None)
+        ctx.open_sockets.pop(id(resource), None)
 
 
 def open_resources(ctx: Any) -> list[Any]:
     """The socket resources of a guest not yet closed (for tests and diagnostics)."""
-    return list(ctx.extras.get(_TRACKER_KEY, {}).values()) if ctx is not None else []
+    return list(ctx.open_sockets.values()) if ctx is not None else []
 
 
 class Network(HostInterface):

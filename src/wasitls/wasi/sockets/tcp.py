@@ -12,7 +12,7 @@ A connected socket's streams are wasi:io streams over `TcpSource` and `TcpSink`.
 
 from __future__ import annotations
 
-import errno as E
+import errno
 import os
 import select
 import socket
@@ -62,9 +62,9 @@ _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)  # a closed peer is EPIPE, neve
 _TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", 0x10))
 # Linux reports errors already pending on a new connection from accept(); wasmtime makes them all
 # connection-aborted, what other systems say for a connection that died before it was accepted
-_ACCEPT_ABORTED = {getattr(E, n) for n in ("ECONNRESET", "ENETRESET", "EHOSTUNREACH", "EHOSTDOWN", "ENETDOWN",
+_ACCEPT_ABORTED = {getattr(errno, n) for n in ("ECONNRESET", "ENETRESET", "EHOSTUNREACH", "EHOSTDOWN", "ENETDOWN",
                                            "ENETUNREACH", "EPROTO", "ENOPROTOOPT", "ENONET", "EOPNOTSUPP")
-                   if hasattr(E, n)} if sys.platform.startswith("linux") else set()
+                   if hasattr(errno, n)} if sys.platform.startswith("linux") else set()
 
 
 def _poll(fd: int, events: int) -> int:
@@ -128,11 +128,11 @@ class TcpSocket:
         except OverflowError:
             raise Err("invalid-argument") from None
         except OSError as e:
-            code = e.errno or E.EINVAL
+            code = e.errno or errno.EINVAL
         self.state = CONNECTING
         self.connect_seen = False
         # like wasmtime, an error of the connect call itself is reported by finish-connect
-        self.connect_result = None if code in (E.EINPROGRESS, E.EAGAIN, E.EINTR) else code
+        self.connect_result = None if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EINTR) else code
 
     def finish_connect(self) -> tuple[InputStream, OutputStream]:
         if self.state != CONNECTING:

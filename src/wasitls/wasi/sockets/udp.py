@@ -7,7 +7,7 @@ it to one peer and hands out the only pair of datagram streams that works until 
 from __future__ import annotations
 
 import ctypes
-import errno as E
+import errno
 import os
 import select
 import socket
@@ -109,7 +109,7 @@ class UdpSocket:
             except OverflowError:
                 raise Err("invalid-argument") from None
             except OSError as e:
-                raise (Err("invalid-argument") if e.errno == E.EAFNOSUPPORT else fail(e)) from None
+                raise (Err("invalid-argument") if e.errno == errno.EAFNOSUPPORT else fail(e)) from None
             self.remote = addr
         incoming = IncomingDatagramStream(self, self.remote)
         outgoing = OutgoingDatagramStream(self, self.remote)
@@ -320,7 +320,7 @@ def _disconnect(sock: socket.socket) -> None:
     if _libc.connect(sock.fileno(), _UNSPEC, 16) == 0:
         return
     err = ctypes.get_errno()
-    if sys.platform == "darwin" and err in (E.EINVAL, E.EAFNOSUPPORT):
+    if sys.platform == "darwin" and err in (errno.EINVAL, errno.EAFNOSUPPORT):
         return  # macOS reports an error even though the association is dissolved
     raise OSError(err, os.strerror(err))
 
@@ -330,7 +330,7 @@ def _connect(sock: socket.socket, addr: SocketAddress) -> None:
         sock.connect(addr.sockaddr())
     except OSError as e:
         # Linux may refuse to move a connected socket to a new route without a disconnect first
-        if e.errno != E.EINVAL or not sys.platform.startswith("linux"):
+        if e.errno != errno.EINVAL or not sys.platform.startswith("linux"):
             raise
         _disconnect(sock)
         sock.connect(addr.sockaddr())

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...component.host import HostInterface
-from ...component.values import Err, Ok
-from ...tls.connection import TlsConnection, track
-from ..ctx import WasiCtx
-from ..io.error import IoError
-from ..io.poll import Pollable
-from ..io.streams import InputStream, OutputStream
+from ..component.host import HostInterface
+from ..component.values import Err, Ok
+from ..tls_streams import GuestTls, TlsConnection
+from ..wasi.io.error import IoError
+from ..wasi.io.poll import Pollable
+from ..wasi.io.streams import InputStream, OutputStream
 
 
 class ClientHandshake:
     """The `client-handshake` resource: a server name and the raw streams, until `finish`."""
 
-    def __init__(self, ctx: WasiCtx, server_name: str, input: InputStream, output: OutputStream):
-        self.ctx = ctx
+    def __init__(self, server_name: str, input: InputStream, output: OutputStream):
         self.server_name = server_name
         self.input = input
         self.output = output
@@ -49,7 +47,7 @@ class FutureClientStreams:
         self.taken = False
 
     def subscribe(self) -> Pollable:
-        return Pollable(_Ready() if self.conn is None else self.conn.handshake_readiness())
+        return Pollable(_Ready() if self.conn is None else self.conn.when(self.conn.handshake_settled))
 
     def get(self) -> Any:
         if self.taken:
@@ -57,7 +55,7 @@ class FutureClientStreams:
         if self.conn is None:
             self.taken = True
             return Ok(Err(IoError(self.refused)))
-        if not self.conn.handshake_readiness().poll_ready():
+        if not self.conn.when(self.conn.handshake_settled).poll_ready():
             return None
         self.taken = True
         if self.conn.failure is not None:
@@ -66,7 +64,6 @@ class FutureClientStreams:
         return Ok(Ok((ClientConnection(self.conn),
                       InputStream(self.conn.plaintext_source()),
                       OutputStream(self.conn.plaintext_sink()))))
-
 
     def drop(self) -> None:
         if not self.taken and self.conn is not None:  # nobody will ever hold this connection
@@ -89,17 +86,16 @@ class Types(HostInterface):
         "future-client-streams": FutureClientStreams,
     }
 
-    def __init__(self, ctx: WasiCtx):
-        self.ctx = ctx
+    def __init__(self, tls: GuestTls):
+        self.tls = tls
 
     def new_client_handshake(self, server_name: str, input: InputStream, output: OutputStream) -> ClientHandshake:
-        return ClientHandshake(self.ctx, server_name, input, output)
+        return ClientHandshake(server_name, input, output)
 
     def client_handshake_finish(self, this: ClientHandshake) -> FutureClientStreams:
         try:
-            conn = TlsConnection.client(self.ctx.tls, this.server_name, this.input, this.output)
+            conn = self.tls.client(this.server_name, this.input.source, this.output.sink)
         except ValueError:  # an empty name or one with a NUL: an error value, as on wasmtime
             return FutureClientStreams(None, "invalid server name")
-        track(self.ctx, conn)
-        conn.start()
+        conn.advance(conn.handshake_settled)  # writes the ClientHello now
         return FutureClientStreams(conn)

@@ -1,8 +1,9 @@
 """wasitls:tls/tls@0.1.0: the full draft TLS API (wasi-sockets PR 104), done by OpenSSL.
 
 Client and server connections whose handshakes the guest drives from one point of interest to
-the next. The sans-I/O engine (tls/engine.py) really stops at each point: `_Driver` decides when
-to let it go on, and every future is a readiness check that drives the connection while polled.
+the next. The TLS engine really stops at each point (tls_streams.TlsConnection.paused_at): `_Driver`
+decides when to let it go on, and every future is a readiness check that drives the connection
+while polled.
 
 Order of the points (each drive call may come once, in this order; a later one resumes past the
 earlier points the engine is still stopped at):
@@ -19,22 +20,19 @@ from typing import Any, Callable
 
 from ..component.host import HostInterface
 from ..component.values import Err, Ok, Trap
-from ..tls import engine as E
-from ..tls.connection import TlsConnection, track
 from ..tls.identity import IdentityError, PrivateIdentity as _Private, PublicIdentity as _Public
-from ..wasi.ctx import WasiCtx
+from ..tls_streams import GuestTls, TlsConnection
 from ..wasi.io.poll import Pollable, Wait
 from ..wasi.io.streams import InputStream, OutputStream
 
 # Stages of a handshake: how far the guest has asked it to go.
 CREATED, FIRST_POINT, SECOND_POINT, FINISHED = 0, 1, 2, 3
-# Which stage each pause of the engine belongs to: it is resumed once the guest is past it.
-_STAGE_OF_PAUSE = {
-    E.ServerIdentityReceived: FIRST_POINT,  # client: verify-server-identity
-    E.ClientIdentityRequested: SECOND_POINT,  # client: receive-client-identity-request
-    E.ClientHelloReceived: FIRST_POINT,  # server: receive-client-hello
+# Which stage each point the handshake stops at belongs to: it goes on once the guest is past it.
+_STAGE_OF_POINT = {
+    "server-identity": FIRST_POINT,  # client: verify-server-identity
+    "client-identity-request": SECOND_POINT,  # client: receive-client-identity-request
+    "client-hello": FIRST_POINT,  # server: receive-client-hello
 }
-PHA_READ_AHEAD = 1 << 20  # plaintext buffered while waiting for a post-handshake client identity
 
 
 # -- identities -----------------------------------------------------------------------------------
@@ -73,21 +71,22 @@ def _public(inner: _Public | None) -> PublicIdentity | None:
     return None if inner is None else PublicIdentity(inner)
 
 
+def _peer_of(conn: TlsConnection) -> _Public | None:
+    facts = conn.facts()
+    return None if facts is None else facts.peer_identity
+
+
 # -- driving a handshake --------------------------------------------------------------------------
 class _Driver:
     """One connection's handshake: how far the guest has let it go, and the answers it gave."""
 
-    def __init__(self, ctx: WasiCtx, conn: TlsConnection):
-        self.conn = track(ctx, conn)
+    def __init__(self, conn: TlsConnection):
+        self.conn = conn
         # The draft has no close call: dropping the plaintext output sends close_notify.
         conn.close_notify_on_drop = True
         self.stage = CREATED
         self.client_identity: PrivateIdentity | None = None  # client: the answer to a certificate request
         self.aborted = False
-
-    @property
-    def engine(self) -> Any:
-        return self.conn.engine
 
     def go_to(self, stage: int) -> None:
         """The guest asked for `stage`: refused (error result) if it is not the next one in order."""
@@ -97,18 +96,13 @@ class _Driver:
 
     def advance(self) -> None:
         """Move bytes and resume past every pause the guest has moved beyond; never blocks."""
-        conn, engine = self.conn, self.conn.engine
-        for _ in range(len(_STAGE_OF_PAUSE) + 2):
+        conn = self.conn
+        for _ in range(len(_STAGE_OF_POINT) + 2):
             conn.advance(conn.settled_or_paused)
-            pause = engine.paused
-            if pause is None or self.stage <= _STAGE_OF_PAUSE[type(pause)]:
+            point = conn.paused_at
+            if point is None or self.stage <= _STAGE_OF_POINT[point]:
                 return
-            if isinstance(pause, E.ClientIdentityRequested):
-                engine.respond_client_identity(None if self.client_identity is None else self.client_identity.inner)
-            elif isinstance(pause, E.ServerIdentityReceived):
-                engine.verify_accept()
-            else:
-                engine.resume()
+            conn.go_on(None if self.client_identity is None else self.client_identity.inner)
 
     def ready(self, predicate: Callable[[], bool]) -> "_Ready":
         return _Ready(self, predicate)
@@ -116,9 +110,8 @@ class _Driver:
     def abort(self) -> Pollable:
         self.aborted = True
         self.stage = FINISHED
-        self.engine.abort()
-        self.conn._absorb_events()
-        return Pollable(_AlertSent(self.conn))
+        self.conn.abort()
+        return Pollable(self.conn.when_sent())
 
 
 class _Ready:
@@ -133,26 +126,10 @@ class _Ready:
             return True
         self.driver.advance()
         # Past the handshake (post-handshake auth) only reading brings the answer.
-        self.driver.conn.pump.pump(until=self.predicate)
-        return bool(self.predicate())
+        return self.driver.conn.when(self.predicate).poll_ready()
 
     def wait_on(self) -> Wait:
-        return self.driver.conn.pump.wait(for_input=True)
-
-
-class _AlertSent:
-    """Ready once what abort() wrote (the alert) has left for the raw output."""
-
-    def __init__(self, conn: TlsConnection):
-        self.conn = conn
-
-    def poll_ready(self) -> bool:
-        pump = self.conn.pump
-        pump.send()
-        return not pump.outgoing or pump.send_error is not None
-
-    def wait_on(self) -> Wait:
-        return Wait(also=(self.conn.pump.raw_out.sink,))
+        return self.driver.conn.wait_for_input()
 
 
 class _Future:
@@ -214,35 +191,31 @@ class _Connection:
         self.driver: _Driver | None = None
 
     def _start(self, conn: TlsConnection) -> _Driver:
-        self.driver = _Driver(self.iface.ctx, conn)
+        self.driver = _Driver(conn)
         return self.driver
 
-    def _engine(self) -> Any:
-        return None if self.driver is None else self.driver.engine
-
-    def _done(self) -> Any:
-        e = self._engine()
-        return e if e is not None and e.handshake_complete else None
+    def _facts(self) -> Any:
+        return None if self.driver is None else self.driver.conn.facts()
 
     def _local_identity(self) -> PrivateIdentity | None:
-        e = self._done()
-        return None if e is None or e.local_identity is None else PrivateIdentity(e.local_identity)
+        f = self._facts()
+        return None if f is None or f.local_identity is None else PrivateIdentity(f.local_identity)
 
     def _peer_identity(self) -> PublicIdentity | None:
-        e = self._done()
-        return None if e is None else _public(e.peer_identity)
+        f = self._facts()
+        return None if f is None else _public(f.peer_identity)
 
     def alpn_id(self) -> bytes | None:
-        e = self._done()
-        return None if e is None else e.alpn_id
+        f = self._facts()
+        return None if f is None else f.alpn_id
 
     def protocol_version(self) -> int | None:
-        e = self._done()
-        return None if e is None else e.protocol_version
+        f = self._facts()
+        return None if f is None else f.protocol_version
 
     def cipher_suite(self) -> int | None:
-        e = self._done()
-        return None if e is None else e.cipher_suite
+        f = self._facts()
+        return None if f is None else f.cipher_suite
 
     def drop(self) -> None:
         if self.driver is not None:
@@ -280,7 +253,7 @@ class ClientConnection(_Connection):
         if self.driver is not None or self.raw is None:
             raise Err(None)  # at most once
         try:
-            conn = TlsConnection.client(self.iface.ctx.tls, server_name, *self.raw)
+            conn = self.iface.tls.client(server_name, self.raw[0].source, self.raw[1].sink)
         except ValueError:  # an empty server name, or one with a NUL
             raise Err(None) from None
         self.name = server_name
@@ -306,8 +279,8 @@ class ClientHandshake(_Handshake):
         if self.consumed or d.stage != CREATED or d.aborted:
             raise Err(None)
         try:
-            d.engine.configure_alpn_ids(value)
-        except (ValueError, E.TLSUsageError):
+            d.conn.configure_alpn_ids(value)
+        except ValueError:
             raise Err(None) from None
 
     def verify_server_identity(self) -> FuturePublicIdentity:
@@ -317,11 +290,11 @@ class ClientHandshake(_Handshake):
         if self.consumed:
             raise Err(None)
         d.go_to(FIRST_POINT)
-        d.engine.pause_on_verify = True
         conn = d.conn
+        conn.stop_at_server_identity()
         return FuturePublicIdentity(
             d, lambda: conn.server_identity_seen is not None or conn.handshake_settled(),
-            lambda: _public(conn.server_identity_seen or conn.engine.peer_identity),
+            lambda: _public(conn.server_identity_seen or _peer_of(conn)),
         )
 
     def receive_client_identity_request(self) -> FutureClientIdentityRequest:
@@ -331,8 +304,8 @@ class ClientHandshake(_Handshake):
         if self.consumed:
             raise Err(None)
         d.go_to(SECOND_POINT)
-        d.engine.pause_on_cert_request = True
         conn = d.conn
+        conn.stop_at_client_identity_request()
         return FutureClientIdentityRequest(
             d, lambda: conn.client_identity_requested or conn.handshake_settled(),
             lambda: ClientIdentityRequest(d) if conn.client_identity_requested else None,
@@ -350,7 +323,7 @@ class ClientIdentityRequest:
 class ClientHello:
     """The `client-hello` resource: what the client offered, as received."""
 
-    def __init__(self, hello: E.ClientHelloReceived):
+    def __init__(self, hello: Any):  # the ClientHello TlsConnection.client_hello holds
         self.hello = hello
 
     def server_name(self) -> str | None:
@@ -370,35 +343,34 @@ class ServerConnection(_Connection):
     def accept(self) -> "ServerHandshake":
         if self.driver is not None or self.raw is None:
             raise Err(None)  # at most once
-        return ServerHandshake(self._start(TlsConnection.server(self.iface.ctx.tls, *self.raw)))
+        return ServerHandshake(self._start(self.iface.tls.server(self.raw[0].source, self.raw[1].sink)))
 
     def request_client_identity(self) -> FuturePublicIdentity:
         """Post-handshake authentication (TLS 1.3 only: TLS 1.2 renegotiation is disabled). The
         future resolves when the client's answer has been read and verified."""
         d = self.driver
-        if d is None or d.aborted or not d.engine.handshake_complete or d.conn.failure is not None:
+        if d is None or d.aborted or not d.conn.handshake_complete or d.conn.failure is not None:
             raise Err(None)
         conn = d.conn
         seen = len(conn.client_identities)
         try:
-            d.engine.request_client_identity()
-        except E.TLSUsageError:  # TLS 1.2, a request already pending, or a client without PHA
+            conn.request_client_identity()
+        except ValueError:  # TLS 1.2, a request already pending, or a client without PHA
             raise Err(None) from None
-        conn.pump.send()
 
         def answered() -> bool:
-            conn.fill_ahead(PHA_READ_AHEAD)  # the answer may sit behind application data
+            conn.read_ahead()  # the answer may sit behind application data
             return len(conn.client_identities) > seen or conn.failure is not None or conn.peer_closed is not None
 
         def value() -> PublicIdentity | None:
-            return _public(conn.client_identities[seen].identity)
+            return _public(conn.client_identities[seen])
 
         return FuturePublicIdentity(d, answered, value,
                                     failed=lambda: len(conn.client_identities) <= seen)
 
     def server_name(self) -> str | None:
-        e = self._engine()
-        return None if e is None else e.server_name
+        hello = None if self.driver is None else self.driver.conn.client_hello
+        return None if hello is None else hello.server_name
 
     def client_identity(self) -> PublicIdentity | None:
         return self._peer_identity()
@@ -421,15 +393,15 @@ class ServerHandshake(_Handshake):
     def configure_alpn_ids(self, value: list[bytes]) -> None:
         d = self._configurable()
         try:
-            d.engine.configure_alpn_ids(value)
-        except (ValueError, E.TLSUsageError):
+            d.conn.configure_alpn_ids(value)
+        except ValueError:
             raise Err(None) from None
 
     def configure_server_identities(self, value: list[PrivateIdentity]) -> None:
         d = self._configurable()
         try:
-            d.engine.configure_server_identities([v.inner for v in value])
-        except E.TLSUsageError:
+            d.conn.configure_server_identities([v.inner for v in value])
+        except ValueError:
             raise Err(None) from None
 
     def receive_client_hello(self) -> FutureClientHello:
@@ -439,10 +411,10 @@ class ServerHandshake(_Handshake):
         if self.consumed:
             raise Err(None)
         d.go_to(FIRST_POINT)
-        e = d.engine
-        return FutureClientHello(d, lambda: e.client_hello is not None or d.conn.handshake_settled(),
-                                 lambda: ClientHello(e.client_hello),
-                                 failed=lambda: e.client_hello is None)
+        conn = d.conn
+        return FutureClientHello(d, lambda: conn.client_hello is not None or conn.handshake_settled(),
+                                 lambda: ClientHello(conn.client_hello),
+                                 failed=lambda: conn.client_hello is None)
 
     def request_client_identity(self) -> FuturePublicIdentity:
         """Asks for a client certificate, verified against --client-ca-file (else --ca-file).
@@ -453,14 +425,14 @@ class ServerHandshake(_Handshake):
         if self.consumed or d.aborted or d.stage >= SECOND_POINT or d.conn.failure is not None:
             raise Err(None)
         try:
-            d.engine.request_client_identity()
-        except E.TLSUsageError:
+            d.conn.request_client_identity()
+        except ValueError:
             raise Err(None) from None
         d.go_to(SECOND_POINT)
         conn = d.conn
         return FuturePublicIdentity(
             d, lambda: bool(conn.client_identities) or conn.handshake_settled(),
-            lambda: _public(conn.client_identities[0].identity) if conn.client_identities else None,
+            lambda: _public(conn.client_identities[0]) if conn.client_identities else None,
         )
 
 
@@ -489,8 +461,8 @@ class Tls(HostInterface):
         "future-client-identity-request": FutureClientIdentityRequest,
     }
 
-    def __init__(self, ctx: WasiCtx):
-        self.ctx = ctx
+    def __init__(self, tls: GuestTls):
+        self.tls = tls
 
     def private_identity_parse(self, private_key: bytes, x509_chain: list[bytes]) -> PrivateIdentity:
         """PEM or DER key (PKCS#8, PKCS#1, SEC1); each chain entry DER or PEM (PEM may hold several)."""
