@@ -59,6 +59,14 @@ def test_wrap_socket_client_against_python_ssl(probe, pki, https, version):
     assert f["body"] == "hello from /"
 
 
+def test_non_blocking_socket_with_selectors(probe, pki, https):
+    r = run(probe, ["nbclient", "127.0.0.1", https.port, "example.test"], *trusting(pki))
+    assert r.status == 0, r
+    assert r.facts()["version"] == "TLSv1.3"
+    assert r.facts()["waited"].startswith("yes ")  # the handshake waited on SSLWantReadError at least once
+    assert r.facts()["body"] == "hello from /"
+
+
 def test_wrap_bio_memorybio_client(probe, pki, https):
     r = run(probe, ["bio", "127.0.0.1", https.port, "example.test"], *trusting(pki))
     assert r.status == 0, r

@@ -2,6 +2,7 @@
 guest/python's _ssl (wasitls:tls/memory). One scenario per run:
 
   client HOST PORT NAME [opts]      wrap_socket, one HTTP/1.0 GET, facts and body
+  nbclient HOST PORT NAME [opts]    the same on a non-blocking socket, driven by selectors
   bio HOST PORT NAME [opts]         the same over wrap_bio + MemoryBIO, driven by hand
   https HOST PORT PATH PATH2        http.client.HTTPSConnection: two requests, one connection
   urlopen URL [opts]                urllib.request.urlopen
@@ -18,6 +19,7 @@ Every line printed is `key=value`; an SSL error prints `error=<class>` and `reas
 
 import asyncio
 import http.client
+import selectors
 import socket
 import ssl
 import sys
@@ -150,6 +152,49 @@ def scenario_bio(host, port, name, *rest):
     sock.close()
 
 
+def scenario_nbclient(host, port, name, *rest):
+    """A non-blocking socket driven by selectors: SSLWantReadError / SSLWantWriteError as CPython's."""
+    opts = options(rest)
+    ctx = client_context(opts)
+    raw = socket.create_connection((host, int(port)))
+    raw.setblocking(False)
+    s = ctx.wrap_socket(raw, server_hostname=name, do_handshake_on_connect=False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ)
+    waits = 0
+
+    def retry(op, *a):
+        nonlocal waits
+        while True:
+            try:
+                return op(*a)
+            except ssl.SSLWantReadError:
+                waits += 1
+                sel.modify(s, selectors.EVENT_READ)
+                sel.select(timeout=30)
+            except ssl.SSLWantWriteError:
+                sel.modify(s, selectors.EVENT_WRITE)
+                sel.select(timeout=30)
+
+    retry(s.do_handshake)
+    facts(s)
+    retry(s.sendall, f"GET / HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
+    data = b""
+    while True:
+        if not s.pending():
+            sel.select(timeout=30)
+        try:
+            chunk = s.recv(65536)
+        except ssl.SSLWantReadError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    say(f"waited={'yes' if waits else 'no'} received={len(data)}")
+    say("body=" + data.split(b"\r\n\r\n", 1)[-1][:200].decode("utf-8", "replace"))
+    s.close()
+
+
 def scenario_https(host, port, path1, path2, *rest):
     opts = options(rest)
     ctx = client_context(opts)
@@ -268,7 +313,7 @@ def scenario_insecure():
 
 
 SCENARIOS = {
-    "client": scenario_client, "bio": scenario_bio, "https": scenario_https, "urlopen": scenario_urlopen,
+    "client": scenario_client, "nbclient": scenario_nbclient, "bio": scenario_bio, "https": scenario_https, "urlopen": scenario_urlopen,
     "aclient": scenario_aclient, "server": scenario_server, "aserver": scenario_aserver,
     "insecure": scenario_insecure,
 }
