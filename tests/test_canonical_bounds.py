@@ -14,8 +14,8 @@ import pytest
 
 from test_component_runtime import ENGINES, Recorder, instantiate, load
 from wasitls.component.canonical import MAX_LIST_BYTES, list_length
-from wasitls.component.engine import GuestTrap
-from wasitls.component.host import HostLinker
+from wasitls.component.errors import GuestTrap
+from wasitls.component.linker import HostLinker
 from wasitls.component.values import Trap
 from wasitls.wasi.random.insecure import Insecure
 from wasitls.wasi.random.random import Random, RandomBytes

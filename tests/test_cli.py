@@ -219,7 +219,7 @@ NOT_A_COMMAND = """
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_exported_interfaces_and_not_a_command(tmp_path, engine):
-    from wasitls.component.engine import CompileCache
+    from wasitls.component.compile_cache import CompileCache
     from wasitls.host import make_engine
 
     ok = wasmtime.wat2wasm(EXIT_WITH_CODE.format(version="0.2.3", code=0))
@@ -247,8 +247,8 @@ def test_digest_memo_follows_the_file(tmp_path, monkeypatch):
     import hashlib
     import time
 
-    from wasitls.component import engine as engine_module
-    from wasitls.component.engine import CompileCache, WasmFile
+    from wasitls.component import compile_cache as cache_module
+    from wasitls.component.compile_cache import CompileCache, WasmFile
 
     cache = CompileCache(tmp_path / "cache")
     path = tmp_path / "guest.wasm"
@@ -256,7 +256,7 @@ def test_digest_memo_follows_the_file(tmp_path, monkeypatch):
     with WasmFile(path) as f:
         assert cache.digest(f) == hashlib.sha256(b"\0asm first").hexdigest()
     assert not (tmp_path / "cache" / "digests").exists()  # just written: not settled, not remembered
-    monkeypatch.setattr(engine_module, "_SETTLED_NS", -1)
+    monkeypatch.setattr(cache_module, "_SETTLED_NS", -1)
     with WasmFile(path) as f:
         cache.digest(f)
     assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1

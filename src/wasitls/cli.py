@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .component.engine import GuestTrap
+from .component.errors import GuestTrap
 from .host import DEFAULT_ENGINE, Host, HostError
 
 
@@ -137,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except GuestTrap as e:
         print(f"wasitls: guest trapped: {e}", file=sys.stderr)
         return e.status  # as wasmtime: 134 for a trap in wasm code, 1 for an error a host call raised
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: while compiling (the compile runs on a worker thread) or in the guest
+        print("wasitls: interrupted", file=sys.stderr)
+        if argv is None:  # a compile thread may still be inside wasmtime: leave without waiting for it
+            _exit_now(130)
         return 130
     except Exception as e:  # a bug of ours: still one line, the traceback only on request
         if os.environ.get("WASITLS_DEBUG"):

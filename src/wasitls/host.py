@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
-from .component.engine import CompileCache, ComponentError, Engine, GuestTrap, WasmFile
-from .component.host import HostLinker, split_name
+from .component.backend import Backend
+from .component.compile_cache import CompileCache, WasmFile
+from .component.errors import ComponentError, GuestTrap
+from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
@@ -23,16 +25,14 @@ class HostError(Exception):
     """Anything that stops a component from starting: one line for the person running it."""
 
 
-def make_engine(name: str) -> Engine:
+def make_engine(name: str) -> Backend:
+    """The component backend the `engine` option names ('fast' or 'reference')."""
     if name == "reference":
-        from .component.reference import ReferenceEngine
-        return ReferenceEngine()
+        from .component.reference import ReferenceBackend
+        return ReferenceBackend()
     if name == "fast":
-        try:
-            from .component.fast import FastEngine
-        except ImportError as e:
-            raise HostError(f"the fast engine is not available: {e}") from None
-        return FastEngine()
+        from .component.fast import FastBackend
+        return FastBackend()
     raise HostError(f"unknown engine {name!r} (choose 'fast' or 'reference')")
 
 

@@ -16,7 +16,8 @@ import os
 import zlib
 from pathlib import Path
 
-from .component.host import HostInterface
+from .component.compile_cache import CompileCache
+from .component.linker import HostInterface
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the packages whose `interfaces()` list what we serve, and the source trees the list depends on
@@ -35,35 +36,32 @@ def interface_table(cache_dir: Path | None = None) -> list[tuple[str, str, tuple
     """(module, class name, WIT names served) of each class of `all_interfaces()`, in its order.
 
     The cache file holds its key (the sources' paths, sizes, mtimes, inodes) on its first line, then
-    one line per class: module, class name and names, separated by tabs.
+    one line per class: module, class name and names, separated by tabs; it is signed like every
+    compile-cache file (it names modules to import).
     """
     path = key = None
+    cache = CompileCache(cache_dir)
     if cache_dir is not None:
         key = _tree_key()
         path = cache_dir / f"interfaces-{zlib.crc32(key.encode()):08x}.txt"
         try:
-            head, *lines = path.read_text().split("\n")
+            head, *lines = (cache.load_signed(path) or b"").decode().split("\n")
             if head == key:
                 return [(m, c, tuple(names.split(" "))) for m, c, names in (ln.split("\t") for ln in lines if ln)]
-        except (OSError, ValueError):
+        except ValueError:  # UnicodeDecodeError included
             pass
     table = [(cls.__module__, cls.__qualname__, (cls.wit, *cls.aliases)) for cls in all_interfaces()]
     if path is not None:
         text = "\n".join([key, *(f"{m}\t{c}\t{' '.join(names)}" for m, c, names in table)]) + "\n"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        cache.store_signed(path, text.encode())
     return table
 
 
 def _tree_key() -> str:
     """What the table depends on: the packages' sources and the host base class, by path, size,
     mtime and inode (any edit, e.g. of wasi's MODULES list, changes the key)."""
-    files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "host.py")]
+    files = [os.path.join(_HERE, "served.py"), os.path.join(_HERE, "component", "linker.py"),
+             os.path.join(_HERE, "component", "compile_cache.py")]  # a new file format changes the name
     for package in PACKAGES:
         for dirpath, dirnames, filenames in os.walk(os.path.join(_HERE, package)):
             dirnames.sort()

@@ -32,7 +32,7 @@ from array import array
 from typing import Any, Callable
 
 from . import types as T
-from .host import drop_object
+from .linker import drop_object
 from .values import Err, GuestExit, Ok, Some, Trap, Variant
 
 assert sys.byteorder == "little"  # scalar lists are copied as blocks of native machine words

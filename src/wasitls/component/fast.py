@@ -1,4 +1,4 @@
-"""The `fast` engine: our own component runtime (binary.py, runtime.py, canonical.py) on wasmtime's core API."""
+"""The `fast` backend: our own component runtime (binary.py, runtime.py, canonical.py) on wasmtime's core API."""
 
 from __future__ import annotations
 
@@ -7,28 +7,89 @@ from typing import Any
 import wasmtime
 
 from . import binary as B
-from .engine import (CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent, Progress,
-                     WasmFile)
-from .host import HostLinker, split_name
-from .runtime import CompiledModule, InstanceValue, Runtime, load_component
+from . import compile_cache as cc
+from .backend import Backend, ComponentInstance, LoadedComponent, Progress
+from .compile_cache import CompileCache, WasmFile
+from .errors import ComponentError, GuestTrap
+from .linker import HostLinker, split_name
+from .runtime import CompiledModule, InstanceValue, Runtime
 from .values import Trap
+from .wasmtime_capi import WASMTIME_VERSION, trap_line
+
+LARGE_MODULE = 1 << 20  # modules above this size print a progress line while they compile
 
 
-class FastEngine(Engine):
+class FastBackend(Backend):
     name = "fast"
 
     def __init__(self) -> None:
-        self.wt_engine = wasmtime.Engine()
+        self.wasmtime_engine = wasmtime.Engine()
 
     def load(self, wasm: bytes | WasmFile, *, cache: CompileCache, progress: Progress | None = None) -> "FastComponent":
-        comp, modules = load_component(self.wt_engine, wasm if isinstance(wasm, WasmFile) else bytes(wasm),
+        comp, modules = load_component(self.wasmtime_engine, wasm if isinstance(wasm, WasmFile) else bytes(wasm),
                                        cache, progress)
         return FastComponent(self, comp, modules)
 
 
+def core_modules(comp: B.Component) -> list[B.CoreModule]:
+    """The core modules of a component and of the components nested in it, in binary order."""
+    found = []
+    for d in comp.definitions:
+        if isinstance(d, B.CoreModule):
+            found.append(d)
+        elif isinstance(d, B.Component):
+            found.extend(core_modules(d))
+    return found
+
+
+def load_component(wasmtime_engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
+                   progress: Progress | None) -> tuple[B.Component, dict[int, CompiledModule]]:
+    """Parses the component and compiles its core modules (nested ones too), through the cache.
+
+    A second load of the same component reads an index (the parsed definitions, each module's cache
+    entry and imports) instead of parsing and hashing every module again: start-up time counts.
+    """
+    version = f"wt{WASMTIME_VERSION}"
+    index_path = cc.index_path(cache, wasm, version)
+    indexed = cc.read_index(cache, index_path)
+    if indexed is not None and index_path is not None:
+        comp, listed = indexed
+        modules = {}
+        for m in listed:
+            module = cache.load_module(wasmtime_engine, index_path.with_name(m.name), (m.digest, m.ident))
+            if module is None:
+                break
+            modules[m.offset] = CompiledModule(module, m.imports)
+        else:
+            if cache.resigned:  # an entry was copied or touched since: record its new identity
+                cc.write_index(cache, index_path, comp,
+                               [(m.offset, index_path.with_name(m.name), m.imports) for m in listed])
+            return comp, modules
+    comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
+    modules = {}
+    entries = []
+    for m in core_modules(comp):
+        path = cache.path_for(m.wasm, "module", version)
+        module = cache.load_module(wasmtime_engine, path)
+        if module is None:
+            if progress and len(m.wasm) > LARGE_MODULE:
+                progress(f"compiling a {len(m.wasm) / 1e6:.1f} MB core module (first run only)...")
+            try:
+                module = cc.interruptible(wasmtime.Module, wasmtime_engine, m.wasm)
+            except wasmtime.WasmtimeError as e:
+                raise ComponentError(f"invalid core module at byte offset {m.offset:#x}: {trap_line(str(e))}") from None
+            cache.store(path, bytes(module.serialize()))
+        imports = [(imp.module, imp.name) for imp in module.imports]
+        modules[m.offset] = CompiledModule(module, imports)
+        if path is not None:
+            entries.append((m.offset, path, imports))
+    cc.write_index(cache, index_path, comp, entries)
+    return comp, modules
+
+
 class FastComponent(LoadedComponent):
-    def __init__(self, engine: FastEngine, comp: B.Component, modules: dict[int, CompiledModule]):
-        self.engine = engine
+    def __init__(self, backend: FastBackend, comp: B.Component, modules: dict[int, CompiledModule]):
+        self.backend = backend
         self.comp = comp
         self.modules = modules
 
@@ -39,7 +100,7 @@ class FastComponent(LoadedComponent):
         return [d.name for d in self.comp.exports if d.sort == "instance"]
 
     def instantiate(self, linker: HostLinker) -> "FastInstance":
-        runtime = Runtime(self.engine.wt_engine, self.modules, linker)
+        runtime = Runtime(self.backend.wasmtime_engine, self.modules, linker)
         try:
             root = runtime.instantiate(self.comp)
         except (Trap, GuestTrap) as e:
@@ -82,7 +143,3 @@ class FastInstance(ComponentInstance):
             return f(*args)
         except Trap as e:
             raise runtime.guest_trap(e) from None
-
-    def export_names(self) -> list[str]:
-        return list(self.root.exports)
-

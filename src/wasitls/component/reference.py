@@ -1,6 +1,6 @@
-"""The `reference` engine: wasmtime-py's component API, kept as the model the fast engine is tested against.
+"""The `reference` backend: wasmtime-py's component API, kept as the model the fast backend is tested against.
 
-Host functions are registered with the C API directly so values convert between wasmtime's
+Host functions are registered with the C API directly (through `wasmtime_capi`) so values convert between wasmtime's
 `wasmtime_component_val_t` and the plain values of `values.py` by the function's own type; the
 guest never sees a Python object and host code never sees a wasmtime one.
 """
@@ -8,22 +8,23 @@ guest never sees a Python object and host code never sees a wasmtime one.
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
 import itertools
 from ctypes import byref
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 
-from . import host as hostmod
+from . import compile_cache as cc
+from . import linker as linking
 from .canonical import list_length
-from .engine import (CompileCache, ComponentError, ComponentInstance, Engine, GuestTrap, LoadedComponent,
-                     UnservedImports, WasmFile)
+from . import wasmtime_capi as capi
+from .backend import Backend, ComponentInstance, LoadedComponent
+from .compile_cache import CompileCache, WasmFile
+from .errors import ComponentError, GuestTrap, UnservedImports
 from .values import Err, GuestExit, Ok, Some, Trap, Variant
+from .wasmtime_capi import WASMTIME_VERSION, ffi, trap_line
 
-WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 _LARGE = 1 << 20  # components above this size show a progress line while they compile
 
 # Type descriptors: small tuples built once per imported function from wasmtime's ValType objects.
@@ -140,13 +141,10 @@ class _Converter:
             return {ffi.to_str(fl.data[i]) for i in range(fl.size)}
         if k in ("own", "borrow"):
             # the handle stays owned by wasmtime's argument array: taking it would end the borrow early
-            any_ = wc.ResourceAny._from_ptr(c.of.resource)
             try:
-                rep = any_.to_host(self.store).rep
+                rep = capi.resource_rep(self.store, c.of.resource)
             except wasmtime.WasmtimeError:
                 raise Trap("guest resources cannot be passed to host functions on the reference engine")
-            finally:
-                any_._consume()  # not ours to free
             if k == "own":
                 return self.res.objects.pop(rep)
             return self.res.objects[rep]
@@ -254,7 +252,7 @@ class _Converter:
             self.res.objects[rep] = v
             host = wc.ResourceHost.own(rep, d[1]) if k == "own" else wc.ResourceHost.borrow(rep, d[1])
             c.kind = ffi.WASMTIME_COMPONENT_RESOURCE
-            c.of.resource = host.to_any(self.store)._consume()
+            c.of.resource = capi.resource_to_raw(self.store, host)
             return
         raise ComponentError(f"cannot lower {k}")
 
@@ -269,31 +267,17 @@ class _Converter:
 _U8_OFFSET = ffi.wasmtime_component_val.of.offset + ffi.wasmtime_component_valunion.u8.offset
 
 
-def _trap_line(err: Exception) -> str:
-    """wasmtime's trap text is a backtrace; the line that names the trap is what a person needs."""
-    text = str(err)
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("wasm trap:"):
-            return line
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "trap"
-
-
-class ReferenceEngine(Engine):
+class ReferenceBackend(Backend):
     name = "reference"
 
     def __init__(self) -> None:
-        self.wt_engine = wasmtime.Engine()
+        self.wasmtime_engine = wasmtime.Engine()
 
     def load(self, wasm: bytes | WasmFile, *, cache: CompileCache, progress=None) -> "ReferenceComponent":
         path = cache.path_for(wasm, "component", f"wt{WASMTIME_VERSION}")
-        blob = cache.load(path)
-        if blob is not None:
-            try:
-                return ReferenceComponent(self, wc.Component.deserialize(self.wt_engine, blob))
-            except wasmtime.WasmtimeError:
-                pass  # stale or corrupt cache entry: compile again
+        compiled = cache.load_compiled(path, lambda file: wc.Component.deserialize_file(self.wasmtime_engine, file))
+        if compiled is not None:
+            return ReferenceComponent(self, compiled)
         if isinstance(wasm, WasmFile):
             wasm = wasm.read()
         if wasm[:4] != b"\0asm":
@@ -303,7 +287,7 @@ class ReferenceEngine(Engine):
         if progress and len(wasm) > _LARGE:
             progress(f"compiling component ({len(wasm) / 1e6:.0f} MB, first run only)...")
         try:
-            comp = wc.Component(self.wt_engine, wasm)
+            comp = cc.interruptible(wc.Component, self.wasmtime_engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise ComponentError("invalid component: " + str(e).strip().splitlines()[0]) from None
         cache.store(path, bytes(comp.serialize()))
@@ -311,25 +295,25 @@ class ReferenceEngine(Engine):
 
 
 class ReferenceComponent(LoadedComponent):
-    def __init__(self, engine: ReferenceEngine, comp: wc.Component):
-        self.engine = engine
+    def __init__(self, backend: ReferenceBackend, comp: wc.Component):
+        self.backend = backend
         self.comp = comp
-        self._imports = comp.type.imports(engine.wt_engine)
+        self._imports = comp.type.imports(backend.wasmtime_engine)
 
     def imported_instances(self) -> list[str]:
         return list(self._imports)
 
     def exported_interfaces(self) -> list[str]:
-        exports = self.comp.type.exports(self.engine.wt_engine)
+        exports = self.comp.type.exports(self.backend.wasmtime_engine)
         return [name for name, ext in exports.items() if isinstance(ext.ty, wc.ComponentInstanceType)]
 
-    def instantiate(self, linker: hostmod.HostLinker) -> "ReferenceInstance":
-        engine = self.engine.wt_engine
-        store = wasmtime.Store(engine)
+    def instantiate(self, linker: linking.HostLinker) -> "ReferenceInstance":
+        wasmtime_engine = self.backend.wasmtime_engine
+        store = wasmtime.Store(wasmtime_engine)
         res = _Resources()
         conv = _Converter(store, res)
         inst = ReferenceInstance(store, conv)
-        wl = wc.Linker(engine)
+        wl = wc.Linker(wasmtime_engine)
         missing: list[str] = []
         plan = []
         for name, ext in self._imports.items():
@@ -339,14 +323,14 @@ class ReferenceComponent(LoadedComponent):
                 missing.append(name)
                 continue
             items = []
-            for item_name, item in ty.exports(engine).items():
+            for item_name, item in ty.exports(wasmtime_engine).items():
                 it = item.ty
                 if isinstance(it, wc.FuncType):
-                    fn = hostmod.host_function(impl, item_name)
+                    fn = linking.host_function(impl, item_name)
                     if fn is None:
                         missing.append(f"{name}#{item_name}")
                     items.append(("func", item_name, fn))
-                elif isinstance(it, wc.ResourceType) and hostmod.resource_class(impl, item_name) is not None:
+                elif isinstance(it, wc.ResourceType) and linking.resource_class(impl, item_name) is not None:
                     # resources the interface only `use`s from another are not ours to define here
                     items.append(("resource", item_name, None))
             plan.append((name, items))
@@ -371,10 +355,10 @@ class ReferenceComponent(LoadedComponent):
             inst._reraise_pending()
             text = str(e)
             if "wasm trap" in text or "wasm backtrace" in text:
-                raise GuestTrap(_trap_line(e)) from None
+                raise GuestTrap(trap_line(str(e))) from None
             raise ComponentError("cannot link component: " + " ".join(text.split())) from None
-        inst._exports = self.comp.type.exports(engine)
-        inst._linker = wl
+        inst._exports = self.comp.type.exports(wasmtime_engine)
+        inst._linker = wl  # the linker holds the host functions: it lives as long as the instance
         return inst
 
 
@@ -394,7 +378,7 @@ class ReferenceInstance(ComponentInstance):
         def callback(_env, _ctx, ty_raw, args, nargs, results, nresults):
             try:
                 if not plan:
-                    fty = wc.FuncType._from_ptr(ty_raw, owner=self)
+                    fty = capi.component_functype(ty_raw, self)
                     plan.append(([conv.describe(t) for _, t in fty.params],
                                  None if fty.result is None else conv.describe(fty.result)))
                 params, result = plan[0]
@@ -413,21 +397,16 @@ class ReferenceInstance(ComponentInstance):
                     e = Trap(f"host error in {label}: {type(e).__name__}: {e}")
                 self._pending = e
                 msg = str(e) if not isinstance(e, GuestExit) else f"exit {e.status}"
-                err = wasmtime.WasmtimeError(msg)
-                return ctypes.cast(err._consume(), ctypes.c_void_p).value
+                return capi.error_pointer(msg)
 
         cb = ffi.wasmtime_component_func_callback_t(callback)
         self._callbacks.append(cb)
-        name = label.split("#", 1)[1].encode()
-        err = ffi.wasmtime_component_linker_instance_add_func(
-            li.ptr(), ctypes.create_string_buffer(name), len(name), cb, None, _noop_finalizer)
-        if err:
-            raise wasmtime.WasmtimeError._from_ptr(err)
+        capi.add_component_func(li, label.split("#", 1)[1], cb)
 
     def _dtor(self, _store: Any, rep: int) -> None:
         obj = self.conv.res.objects.pop(rep, None)
         if obj is not None:
-            hostmod.drop_object(obj)
+            linking.drop_object(obj)
 
     def _reraise_pending(self) -> None:
         pending, self._pending = self._pending, None
@@ -441,8 +420,8 @@ class ReferenceInstance(ComponentInstance):
         if interface is not None:
             name = interface
             if name not in self._exports:
-                base = hostmod.split_name(interface)[0]
-                name = next((n for n in self._exports if hostmod.split_name(n)[0] == base), interface)
+                base = linking.split_name(interface)[0]
+                name = next((n for n in self._exports if linking.split_name(n)[0] == base), interface)
             parent = self.instance.get_export_index(self.store, name)
             if parent is None:
                 raise ComponentError(f"component does not export {interface}")
@@ -461,19 +440,12 @@ class ReferenceInstance(ComponentInstance):
         for i, (d, a) in enumerate(zip(params, args)):
             self.conv.lower(d, a, cargs[i])
         out = ffi.wasmtime_component_val_t()
-        err = ffi.wasmtime_component_func_call(byref(f._func), self.store._context(), cargs, len(params),
-                                               byref(out) if result else None, 1 if result else 0)
-        if err:
-            error = wasmtime.WasmtimeError._from_ptr(err)
+        failed = capi.call_component_func(f, self.store, cargs, len(params), out if result else None)
+        if failed is not None:
             self._reraise_pending()
-            raise GuestTrap(_trap_line(error))
+            raise GuestTrap(trap_line(failed))
         value = self.conv.lift(result, out) if result else None
         if result:
             ffi.wasmtime_component_val_delete(byref(out))
         f.post_return(self.store)
         return value
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _noop_finalizer(_data):  # callbacks are kept alive by their instance, nothing to free here
-    return None

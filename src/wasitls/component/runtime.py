@@ -3,187 +3,37 @@
 The definitions of `binary.Component` are walked in order, as the component model runs them
 (Explainer.md): each adds to one index space of its component's `Scope`. Core modules are
 instantiated with wasmtime's core API; `canon lower` makes a core function whose body is a raw
-unchecked callback (`wasmtime_func_new_unchecked`, reading and writing `wasmtime_val_raw_t` slots),
-`canon lift` a Python callable that calls the core function the same raw way
-(`wasmtime_func_call_unchecked`). Lifting and lowering themselves are in `canonical.py`.
+unchecked callback reading and writing value slots, `canon lift` a Python callable that calls the
+core function the same raw way (both through `wasmtime_capi`). Lifting and lowering themselves are
+in `canonical.py`; compiling the core modules is the backend's (fast.py).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import pickle
-from ctypes import CFUNCTYPE, POINTER, addressof, c_size_t, c_uint64, c_void_p
 from typing import Any, Callable
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from . import binary as B
 from . import canonical as C
 from . import types as T
-from .engine import CompileCache, ComponentError, GuestTrap, UnservedImports, WasmFile
-from .host import HostLinker, host_function, resource_class
+from . import wasmtime_capi as capi
+from .errors import ComponentError, GuestTrap, UnservedImports
+from .linker import HostLinker, host_function, resource_class
 from .values import GuestExit, Trap
-
-
-
-def _wasmtime_version() -> str:
-    """The installed wasmtime's version, read from its dist-info name (importlib.metadata costs 10 ms)."""
-    site = os.path.dirname(os.path.dirname(wasmtime.__file__))
-    try:
-        for entry in os.listdir(site):
-            if entry.startswith("wasmtime-") and entry.endswith(".dist-info"):
-                return entry[len("wasmtime-"):-len(".dist-info")]
-    except OSError:
-        pass
-    import importlib.metadata
-
-    return importlib.metadata.version("wasmtime")
-
-
-WASMTIME_VERSION = _wasmtime_version()
-LARGE_MODULE = 1 << 20  # modules above this size print a progress line while they compile
-
-# -- raw access to wasmtime's C API -----------------------------------------------------------
-
-_dll = ffi.dll
-RAW_CALLBACK = CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(c_uint64), c_size_t)
-_func_new_unchecked = CFUNCTYPE(None, c_void_p, c_void_p, RAW_CALLBACK, c_void_p, c_void_p, c_void_p)(
-    ("wasmtime_func_new_unchecked", _dll))
-_func_call_unchecked = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)(
-    ("wasmtime_func_call_unchecked", _dll))
-_memory_data = CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
-_memory_data_size = CFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
-_trap_new = CFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
-_instance_export_get = CFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
-    ("wasmtime_instance_export_get", _dll))
-_instance_new = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
-    ("wasmtime_instance_new", _dll))
-_memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
-_memoryview_from_memory.restype = ctypes.py_object
-_memoryview_from_memory.argtypes = [c_void_p, ctypes.c_ssize_t, ctypes.c_int]
-_PYBUF_WRITE = 0x200
-
-_CORE_VALTYPES = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64(),
-                  "f32": wasmtime.ValType.f32(), "f64": wasmtime.ValType.f64()}
+from .wasmtime_capi import CoreCall, CoreExtern, LinearMemory
 
 
 class CoreTrap(Trap):
     """The guest trapped inside a core call made from host code (the message names the trap)."""
 
 
-def trap_line(text: str) -> str:
-    """wasmtime's trap text carries a backtrace; the line naming the trap is what a person needs."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("wasm trap:"):
-            return line
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "trap"
+class CompiledModule:
+    __slots__ = ("module", "imports")
 
-
-class LinearMemory:
-    """A core memory seen as one memoryview, rebuilt only when its size changed (it grew)."""
-
-    __slots__ = ("_ctx", "_mem", "_memory", "_size", "_view")
-
-    def __init__(self, ctx: int, memory: "CoreExtern"):
-        self._memory = ffi.wasmtime_memory_t.from_buffer_copy(memory, _EXTERN_OF)
-        self._ctx = ctx
-        self._mem = addressof(self._memory)
-        self._size = -1
-        self._view: memoryview | None = None
-
-    def view(self) -> memoryview:
-        size = _memory_data_size(self._ctx, self._mem)
-        if size != self._size:
-            base = _memory_data(self._ctx, self._mem)
-            self._view = _memoryview_from_memory(base, size, _PYBUF_WRITE) if size else memoryview(b"")
-            self._size = size
-        return self._view  # type: ignore[return-value]
-
-
-class CoreExtern(bytes):
-    """A core function, memory, table or global: the raw bytes of its `wasmtime_extern_t`.
-
-    Core instances of a componentize-py guest export thousands of items that are only passed on to
-    other core instances; keeping them as raw structs (no wasmtime-py wrapper objects) makes
-    instantiation copy bytes instead of building and unpacking Python objects."""
-
-    __slots__ = ()
-
-    @property
-    def kind(self) -> int:
-        return self[0]
-
-
-_EXTERN_SIZE = ctypes.sizeof(ffi.wasmtime_extern_t)
-_EXTERN_OF = ffi.wasmtime_extern_t.of.offset
-_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
-_EXTERN_MEMORY = ffi.WASMTIME_EXTERN_MEMORY.value
-
-
-def func_extern(func: Any) -> CoreExtern:
-    """The CoreExtern of a `wasmtime_func_t`."""
-    ext = ffi.wasmtime_extern_t()
-    ext.kind = _EXTERN_FUNC
-    ext.of.func = func
-    return CoreExtern(ext)
-
-
-class CoreExports:
-    """A core instance's exports, looked up one name at a time (wasmtime_instance_export_get):
-    listing all of them costs more than the instantiation itself for modules with thousands."""
-
-    __slots__ = ("_ctx", "_instance", "_addr", "_found", "_out", "_out_addr")
-
-    def __init__(self, ctx: int, instance: Any):
-        self._ctx = ctx
-        self._instance = instance  # a wasmtime_instance_t
-        self._addr = addressof(instance)
-        self._found: dict[str, CoreExtern] = {}
-        self._out = ffi.wasmtime_extern_t()
-        self._out_addr = addressof(self._out)
-
-    def __getitem__(self, name: str) -> CoreExtern:
-        found = self._found.get(name)
-        if found is None:
-            raw = name.encode("utf-8")
-            if not _instance_export_get(self._ctx, self._addr, raw, len(raw), self._out_addr):
-                raise KeyError(name)
-            found = self._found[name] = CoreExtern(self._out)
-        return found
-
-
-class CoreCall:
-    """Calls one core function through `wasmtime_func_call_unchecked` with raw value slots."""
-
-    __slots__ = ("runtime", "func", "_fn_addr", "_buf", "_buf_addr", "_n", "_trap", "_trap_addr", "nresults")
-
-    def __init__(self, runtime: "Runtime", func: CoreExtern, nparams: int, nresults: int):
-        self.runtime = runtime
-        self.func = ffi.wasmtime_func_t.from_buffer_copy(func, _EXTERN_OF)
-        self._fn_addr = addressof(self.func)
-        self._n = max(nparams, nresults, 1)
-        self._buf = (c_uint64 * (2 * self._n))()
-        self._buf_addr = addressof(self._buf)
-        self._trap = c_void_p()
-        self._trap_addr = addressof(self._trap)
-        self.nresults = nresults
-
-    def __call__(self, raw: list[int]) -> int | None:
-        buf = self._buf
-        k = 0
-        for v in raw:
-            buf[k] = v
-            k += 2
-        trap = self._trap
-        trap.value = None
-        err = _func_call_unchecked(self.runtime.ctx, self._fn_addr, self._buf_addr, self._n, self._trap_addr)
-        if err or trap.value:
-            raise self.runtime.core_trap(err, trap.value)
-        return buf[0] if self.nresults else None
+    def __init__(self, module: wasmtime.Module, imports: list[tuple[str, str]]):
+        self.module = module
+        self.imports = imports  # (module, name) of each import, in order
 
 
 def _describe(value: Any) -> str:
@@ -294,20 +144,18 @@ class Scope:
 class Runtime:
     """Everything one instantiation owns: the store, the callbacks, what a trap left behind."""
 
-    def __init__(self, engine: wasmtime.Engine, modules: dict[int, "CompiledModule"], linker: HostLinker):
-        self.engine = engine
-        self.store = wasmtime.Store(engine)
-        self.ctx = ctypes.cast(self.store._context(), c_void_p).value
+    def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker):
+        self.store = wasmtime.Store(wasmtime_engine)
+        self.ctx = capi.store_context(self.store)
+        self.functions = capi.CoreFunctions(self.ctx)
         self.modules = modules
         self.linker = linker
         self.planner = C.Planner()
         self.missing: list[str] = []
         self.pending: BaseException | None = None  # what a host function raised to unwind the guest
-        self._keep: list[Any] = []  # ctypes callbacks must outlive the store
         self._memories: dict[CoreExtern, LinearMemory] = {}
         self._calls: dict[tuple[CoreExtern, int, int], CoreCall] = {}
         self._host_resources: dict[tuple[int, str], T.ResourceType] = {}
-        self._functypes: dict[tuple, wasmtime.FuncType] = {}
 
     # traps --------------------------------------------------------------------------------------
 
@@ -327,17 +175,10 @@ class Runtime:
                 t = Trap(message)
                 t.__cause__ = e
                 self.pending = t
-        data = message.encode("utf-8", "replace")
-        return _trap_new(data, len(data))
+        return capi.new_trap(message)
 
     def core_trap(self, err: int | None, trap: int | None) -> CoreTrap:
-        if err:
-            text = str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, POINTER(ffi.wasmtime_error_t))))
-            if trap:
-                wasmtime.Trap._from_ptr(ctypes.cast(trap, POINTER(ffi.wasm_trap_t)))  # freed with it
-        else:
-            text = wasmtime.Trap._from_ptr(ctypes.cast(trap, POINTER(ffi.wasm_trap_t))).message
-        return CoreTrap(trap_line(text))
+        return CoreTrap(capi.trap_line(capi.failure_text(err, trap)))
 
     def guest_trap(self, e: BaseException) -> BaseException:
         """The exception a top-level call raises for a trap: a pending exit unchanged, else GuestTrap."""
@@ -363,31 +204,19 @@ class Runtime:
             except BaseException as e:  # every exception becomes a trap; exits are re-raised by call()
                 return trap_for(e, label)
 
-        cb = RAW_CALLBACK(callback)
-        self._keep.append(cb)
-        func = ffi.wasmtime_func_t()
-        _func_new_unchecked(self.ctx, self.functype(params, results), cb, None, None, addressof(func))
-        return func_extern(func)
-
-    def functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
-        key = (params, results)
-        ty = self._functypes.get(key)
-        if ty is None:
-            ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
-            self._functypes[key] = ty
-        return ctypes.cast(ty.ptr(), c_void_p).value  # type: ignore[return-value]
+        return self.functions.new(params, results, callback)
 
     def core_call(self, func: Any, nparams: int, nresults: int) -> CoreCall:
-        if not isinstance(func, CoreExtern) or func[0] != _EXTERN_FUNC:
+        if not isinstance(func, CoreExtern) or func[0] != capi.EXTERN_FUNC:
             raise ComponentError(f"invalid component: expected a core function, got {_describe(func)}")
         key = (func, nparams, nresults)
         call = self._calls.get(key)
         if call is None:
-            call = self._calls[key] = CoreCall(self, func, nparams, nresults)
+            call = self._calls[key] = CoreCall(self.ctx, func, nparams, nresults, self.core_trap)
         return call
 
     def memory(self, mem: Any) -> LinearMemory:
-        if not isinstance(mem, CoreExtern) or mem[0] != _EXTERN_MEMORY:
+        if not isinstance(mem, CoreExtern) or mem[0] != capi.EXTERN_MEMORY:
             raise ComponentError("invalid component: canonical option `memory` is not a core memory")
         lm = self._memories.get(mem)
         if lm is None:
@@ -446,18 +275,14 @@ class Runtime:
             if not isinstance(ext, CoreExtern):
                 raise ComponentError(f"invalid component: core import {mod}.{name} is {_describe(ext)}")
             externs.append(ext)
-        array = (ffi.wasmtime_extern_t * max(1, len(externs))).from_buffer_copy(
-            b"".join(externs) if externs else bytes(_EXTERN_SIZE))
-        instance = ffi.wasmtime_instance_t()
-        trap = c_void_p()
-        err = _instance_new(self.ctx, ctypes.cast(module.ptr(), c_void_p).value, addressof(array), len(externs),
-                            addressof(instance), addressof(trap))
-        if err or trap.value:
-            e = self.core_trap(err, trap.value)
-            if self.pending is not None or trap.value:  # the start function trapped
+        try:
+            exports = capi.instantiate_core(self.ctx, module, externs)
+        except capi.CoreFailure as f:
+            e = CoreTrap(capi.trap_line(str(f)))
+            if self.pending is not None or f.trapped:  # the start function trapped
                 raise self.guest_trap(e) from None
             raise ComponentError(f"cannot instantiate core module: {e}")
-        scope.add("core instance", CoreExports(self.ctx, instance))
+        scope.add("core instance", exports)
 
     def core_inline_exports(self, d: B.CoreInlineExports, scope: Scope, args) -> None:
         scope.add("core instance", {name: scope.get(sort, i) for name, sort, i in d.exports})
@@ -705,88 +530,3 @@ _HANDLERS: dict[type, Callable[..., None]] = {
     B.Import: Runtime.import_,
     B.Export: Runtime.export,
 }
-
-
-# -- compiling core modules, with the cache ---------------------------------------------------
-
-
-def core_modules(comp: B.Component) -> list[B.CoreModule]:
-    found = []
-    for d in comp.definitions:
-        if isinstance(d, B.CoreModule):
-            found.append(d)
-        elif isinstance(d, B.Component):
-            found.extend(core_modules(d))
-    return found
-
-
-class CompiledModule:
-    __slots__ = ("module", "imports")
-
-    def __init__(self, module: wasmtime.Module, imports: list[tuple[str, str]]):
-        self.module = module
-        self.imports = imports  # (module, name) of each import, in order
-
-
-def _deserialize(engine: wasmtime.Engine, path: Any) -> wasmtime.Module | None:
-    if path is None or not path.exists():
-        return None
-    try:
-        return wasmtime.Module.deserialize_file(engine, str(path))
-    except wasmtime.WasmtimeError:
-        return None  # stale or corrupt: compile again
-
-
-def load_component(engine: wasmtime.Engine, wasm: bytes | WasmFile, cache: CompileCache,
-                   progress: Callable[[str], None] | None) -> tuple[B.Component, dict[int, CompiledModule]]:
-    """Parses the component and compiles its core modules (nested ones too), through the cache.
-
-    A second load of the same component reads an index (the parsed definitions, each module's cache
-    file and imports) instead of parsing and hashing every module again: start-up time counts.
-    """
-    version = f"wt{WASMTIME_VERSION}"
-    index_path = cache.path_for(wasm, "index", version)
-    if index_path is not None and index_path.exists():
-        try:
-            comp, entries = pickle.loads(index_path.read_bytes())
-            modules = {}
-            for offset, (name, imports) in entries.items():
-                module = _deserialize(engine, index_path.with_name(name))
-                if module is None:
-                    raise LookupError(name)
-                modules[offset] = CompiledModule(module, imports)
-            return comp, modules
-        except Exception:  # noqa: BLE001 - any unreadable index only costs a full load
-            pass
-    comp = B.parse_component(wasm.read() if isinstance(wasm, WasmFile) else wasm)
-    modules = {}
-    entries = {}
-    for m in core_modules(comp):
-        path = cache.path_for(m.wasm, "module", version)
-        module = _deserialize(engine, path)
-        if module is None:
-            if progress and len(m.wasm) > LARGE_MODULE:
-                progress(f"compiling a {len(m.wasm) / 1e6:.1f} MB core module (first run only)...")
-            try:
-                module = wasmtime.Module(engine, m.wasm)
-            except wasmtime.WasmtimeError as e:
-                raise ComponentError(f"invalid core module at byte offset {m.offset:#x}: {trap_line(str(e))}") from None
-            cache.store(path, bytes(module.serialize()))
-        imports = [(imp.module, imp.name) for imp in module.imports]
-        modules[m.offset] = CompiledModule(module, imports)
-        if path is not None:
-            entries[m.offset] = (path.name, imports)
-    if index_path is not None:
-        cache.store(index_path, pickle.dumps((_without_module_bytes(comp), entries), protocol=pickle.HIGHEST_PROTOCOL))
-    return comp, modules
-
-
-def _without_module_bytes(comp: B.Component) -> B.Component:
-    stripped = B.Component(comp.offset, comp.depth)
-    for d in comp.definitions:
-        if isinstance(d, B.CoreModule):
-            d = B.CoreModule(b"", d.offset)
-        elif isinstance(d, B.Component):
-            d = _without_module_bytes(d)
-        stripped.definitions.append(d)
-    return stripped

@@ -1,7 +1,7 @@
-"""Plain Python values for component-model values: the contract between engines and host code.
+"""Plain Python values for component-model values: the contract between backends and host code.
 
-Every engine (the wasmtime-py binding and our own canonical-ABI runtime) lifts guest values into
-these forms and lowers these forms into guest values, so host interfaces never see an engine's types.
+Every backend (the wasmtime-py binding and our own canonical-ABI runtime) lifts guest values into
+these forms and lowers these forms into guest values, so host interfaces never see a backend's types.
 
     bool, u8..u64, s8..s64     bool / int
     f32, f64                   float
@@ -19,7 +19,7 @@ these forms and lowers these forms into guest values, so host interfaces never s
     result<T, E>               Ok(value) or Err(value); a host function may also return the ok value
                                bare, or raise Err(value) to return the error case
     own<R>, borrow<R>          the host object itself (for host resources); a guest resource is a
-                               GuestResource handed out by the engine
+                               GuestResource handed out by the backend
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Each interface is made with the guest's `tls_streams.GuestTls`, not with its Was
 
 from __future__ import annotations
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 
 
 

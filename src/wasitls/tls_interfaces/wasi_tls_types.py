@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..component.values import Err, Ok
 from ..tls_streams import GuestTls, TlsConnection
 from ..wasi.io.error import IoError

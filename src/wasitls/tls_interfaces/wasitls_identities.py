@@ -5,7 +5,7 @@ The guest gets a handle by name; the key stays in OpenSSL on the host and never 
 
 from __future__ import annotations
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..tls_streams import GuestTls
 from .wasitls_tls import PrivateIdentity
 

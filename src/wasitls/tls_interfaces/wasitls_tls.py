@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..component.values import Err, Ok, Trap
 from ..tls.identity import IdentityError, PrivateIdentity as _Private, PublicIdentity as _Public
 from ..tls_streams import GuestTls, TlsConnection

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 
 # the modules of wasi:cli/imports@0.2.9 in WIT package order (wasi:tls is served from tls_interfaces/)
 MODULES = [

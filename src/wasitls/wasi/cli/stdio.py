@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ..ctx import WasiCtx
 from ..io.streams import InputStream, OutputStream
 

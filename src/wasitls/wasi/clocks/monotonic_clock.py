@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ..io.poll import Deadline, Pollable
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from .types import Descriptor
 
 

@@ -27,7 +27,7 @@ from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any, Iterator
 
 from ... import libc, sandbox
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err, Trap
 from ..io.error import IoError
 from ..io.poll import Wait

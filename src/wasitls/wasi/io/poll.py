@@ -11,7 +11,7 @@ import select
 import time
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Trap
 from ...records import Record
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err, Trap, Variant
 from .error import IoError
 from .poll import Pollable, Wait, wait_any

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 
 
 class InsecureSeed(HostInterface):

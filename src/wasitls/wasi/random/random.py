@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 
 _CHUNK = 1 << 16  # bytes made at a time while filling guest memory
 

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err
 from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait

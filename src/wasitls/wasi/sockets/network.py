@@ -13,7 +13,7 @@ import socket
 import sys
 from typing import Any, NamedTuple
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err, Variant
 from ..io.error import IoError
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err
 from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err
 from ...policy import NetworkUse
 from .network import new_os_socket

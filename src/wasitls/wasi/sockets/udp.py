@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from ...component.host import HostInterface
+from ...component.linker import HostInterface
 from ...component.values import Err, Trap
 from ...policy import NetworkUse
 from ..io.poll import Pollable, Wait

@@ -1,7 +1,7 @@
-"""Host interfaces as engines see them: a WIT interface name, its functions and resource classes.
+"""Host interfaces as component backends see them: a WIT interface name, its functions and resource classes.
 
 A host interface is a Python object (one per running component) whose class says which WIT interface
-it implements. An engine asks `HostLinker.resolve` for the object serving an imported interface
+it implements. A backend asks `HostLinker.resolve` for the object serving an imported interface
 name, then `host_function` for each imported function; the WIT function names map to Python as:
 
     f                    interface.f(*args)                       (dashes become underscores)
@@ -10,7 +10,7 @@ name, then `host_function` for each imported function; the WIT function names ma
     [static]r.f          interface.r_f(*args)
     [resource-drop]r     obj.drop()                               if the class defines it
 
-Values follow `values.py`. An engine knows nothing of what an interface does.
+Values follow `values.py`. A backend knows nothing of what an interface does.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def host_function(impl: Any, func_name: str) -> Callable[..., Any] | None:
     """The Python callable for an imported WIT function, or None if the interface lacks it.
 
     For `[method]` the callable takes the `self` object first; `[resource-drop]` is not a function
-    here (engines call `drop_object`).
+    here (backends call `drop_object`).
     """
     if func_name.startswith("[constructor]"):
         return getattr(impl, "new_" + py_name(func_name[len("[constructor]"):]), None)
