@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..component.host import HostInterface
+from ..component.linker import HostInterface
 from ..component.values import Err
 from ..tls.engine import TLS1_2, TLS1_3, EngineConfig
 from ..tls.trust import TrustError, TrustStore, chain_passes_through
