@@ -190,6 +190,7 @@ class HttpsServer(threading.Thread):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
+        self.bindings: list[bytes | None] = []  # each connection's tls-unique, as Python's ssl sees it
         self.errors: list[str] = []
 
     def run(self) -> None:
@@ -204,6 +205,7 @@ class HttpsServer(threading.Thread):
         try:
             with self.ctx.wrap_socket(raw, server_side=True) as s:
                 self.connections += 1
+                self.bindings.append(s.get_channel_binding("tls-unique"))
                 f = s.makefile("rb")
                 while True:
                     request = f.readline()

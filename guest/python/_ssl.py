@@ -136,7 +136,7 @@ HAS_TLSv1_3 = True
 HAS_PSK = False
 HAS_PSK_TLS13 = False
 HAS_PHA = False
-HAS_TLS_UNIQUE = False
+HAS_TLS_UNIQUE = True
 
 HOST_IDENTITY_PREFIX = "host-identity:"
 _CLIENT_IDENTITY_LOOKUP_NOTE = "wasitls run --identity NAME=KEY.pem,CERT.pem"
@@ -895,7 +895,9 @@ class _SSLSocket:
     def get_channel_binding(self, cb_type="tls-unique"):
         if cb_type != "tls-unique":
             raise ValueError(f"{cb_type} channel binding type not implemented")
-        return None  # the Finished messages stay on the host
+        if self._facts is None or self._facts.tls_unique is None:
+            return None  # TLS 1.3 defines no tls-unique (RFC 9266)
+        return bytes(self._facts.tls_unique)
 
 
 _IANA_TO_OPENSSL = {

@@ -90,6 +90,7 @@ class TlsFacts:
     server_name: str | None  # client: as given; server: the SNI received
     peer_identity: Any  # tls.identity.PublicIdentity | None
     local_identity: Any  # tls.identity.PrivateIdentity | None
+    tls_unique: bytes | None = None  # TLS 1.2: the channel binding of RFC 5929
 
 
 class _Wire:
@@ -316,7 +317,7 @@ class TlsConnection:
         if not e.handshake_complete:
             return None
         return TlsFacts(e.protocol_version, e.protocol_name, e.cipher_suite, e.cipher_suite_name, e.alpn_id,
-                        e.server_name, e.peer_identity, e.local_identity)
+                        e.server_name, e.peer_identity, e.local_identity, e.tls_unique)
 
     # -- application data ----------------------------------------------------------------------
     def read(self, n: int) -> bytes | memoryview:

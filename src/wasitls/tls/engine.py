@@ -397,6 +397,7 @@ class _Engine:
         self.cipher_suite: int | None = None  # IANA id, e.g. 0x1301
         self.cipher_suite_name: str | None = None  # IANA name, e.g. "TLS_AES_128_GCM_SHA256"
         self.alpn_id: bytes | None = None
+        self.tls_unique: bytes | None = None  # RFC 5929 channel binding: the client's Finished (TLS 1.2)
         self.peer_identity: PublicIdentity | None = None  # the peer's verified chain, as it sent it
         self.local_identity: PrivateIdentity | None = None  # the identity we presented, if any
         self.bytes_received = 0  # raw bytes fed in
@@ -631,6 +632,12 @@ class _Engine:
         o.SSL_get0_alpn_selected(ssl, ctypes.byref(data), ctypes.byref(length))
         self.alpn_id = ctypes.string_at(data.value, length.value) if length.value else None
         self.peer_identity = self._fetch_peer_identity()
+        if self.protocol_version == TLS1_2:  # tls-unique is not defined for TLS 1.3 (RFC 9266)
+            finished = ctypes.create_string_buffer(64)
+            # no resumption here: the first Finished of the handshake is always the client's
+            get = o.SSL_get_finished if self._role == "client" else o.SSL_get_peer_finished
+            n = get(ssl, finished, len(finished))
+            self.tls_unique = finished.raw[:n]
 
     def _fetch_peer_identity(self) -> PublicIdentity | None:
         chain = o.stack_of_x509_to_der(o.SSL_get_peer_cert_chain(self._ssl))

@@ -249,12 +249,13 @@ class Connection:
         if f is None:
             return {"handshake-complete": False, "protocol": None, "cipher": None, "alpn-id": None,
                     "server-name": hello.server_name if hello is not None else None,
-                    "peer-chain": [], "local-chain": []}
+                    "peer-chain": [], "local-chain": [], "tls-unique": None}
         return {
             "handshake-complete": True, "protocol": f.protocol_name, "cipher": f.cipher_suite_name,
             "alpn-id": f.alpn_id, "server-name": f.server_name,
             "peer-chain": f.peer_identity.export_x509_chain() if f.peer_identity is not None else [],
             "local-chain": f.local_identity.public_identity().export_x509_chain() if f.local_identity else [],
+            "tls-unique": f.tls_unique,
         }
 
     def drop(self) -> None:

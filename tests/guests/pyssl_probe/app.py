@@ -95,6 +95,8 @@ def facts(s):
         say(f"peer_san={cert.get('subjectAltName')}")
     der = s.getpeercert(binary_form=True)
     say(f"peer_der_len={0 if der is None else len(der)}")
+    binding = s.get_channel_binding("tls-unique")
+    say(f"tls_unique={binding.hex() if binding else None}")
 
 
 def scenario_client(host, port, name, *rest):
@@ -161,15 +163,12 @@ def scenario_nbclient(host, port, name, *rest):
     s = ctx.wrap_socket(raw, server_hostname=name, do_handshake_on_connect=False)
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_READ)
-    waits = 0
 
     def retry(op, *a):
-        nonlocal waits
         while True:
             try:
                 return op(*a)
             except ssl.SSLWantReadError:
-                waits += 1
                 sel.modify(s, selectors.EVENT_READ)
                 sel.select(timeout=30)
             except ssl.SSLWantWriteError:
@@ -190,7 +189,7 @@ def scenario_nbclient(host, port, name, *rest):
         if not chunk:
             break
         data += chunk
-    say(f"waited={'yes' if waits else 'no'} received={len(data)}")
+    say(f"timeout={s.gettimeout()} received={len(data)}")
     say("body=" + data.split(b"\r\n\r\n", 1)[-1][:200].decode("utf-8", "replace"))
     s.close()
 
