@@ -225,7 +225,7 @@ def serve(probe, pki, scenario, count, *args, options=()):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_server_with_sni_callback_and_alpn(probe, pki, version):
     guest, port = serve(probe, pki, "server", 2, "--cert", "/pki/server.crt", "--key", "/pki/server.key",
-                        "--sni", "--alpn", "h2,http/1.1")
+                        "--sni", "--alpn", "h2,http/1.1", "--unwrap")
     first = py_client(port, pki.ca, version=version, alpn=("h2",))
     second = py_client(port, pki.ca, version=version)
     r = guest.finish()
@@ -233,6 +233,7 @@ def test_server_with_sni_callback_and_alpn(probe, pki, version):
     assert "sni=example.test" in r.out
     assert f"served version={version} alpn=h2 client=- line=ping" in r.out
     assert f"served version={version} alpn=None client=- line=ping" in r.out
+    assert r.out.count("unwrapped=SSLSocket") == 2, r  # as CPython: unwrap() hands back the same socket
 
 
 def test_server_requires_client_certificates(probe, pki):

@@ -13,7 +13,7 @@ guest/python's _ssl (wasitls:tls/memory). One scenario per run:
 
 opts: --cafile F, --cert F, --key F, --password P, --identity NAME (host-held), --alpn a,b,
       --tls12 / --tls13 (pin the version), --require-cert (server), --sni (server callback),
-      --insecure (client: ssl._create_unverified_context())
+      --insecure (client: ssl._create_unverified_context()), --unwrap (server: unwrap() after answering)
 Every line printed is `key=value`; an SSL error prints `error=<class>` and `reason=<str>`.
 """
 
@@ -39,7 +39,7 @@ def options(args):
     i = 0
     while i < len(args):
         a = args[i]
-        if a in ("--tls12", "--tls13", "--require-cert", "--sni", "--insecure"):
+        if a in ("--tls12", "--tls13", "--require-cert", "--sni", "--insecure", "--unwrap"):
             opts[a[2:]] = True
             i += 1
         else:
@@ -265,6 +265,10 @@ def scenario_server(port, count, *rest):
         try:
             with ctx.wrap_socket(conn, server_side=True) as s:
                 serve_one(s)
+                if opts.get("unwrap"):
+                    plain = s.unwrap()  # close_notify sent; back to the plain socket
+                    say(f"unwrapped={type(plain).__name__}")
+                    plain.close()
         except ssl.SSLError as e:
             say(f"server_error={type(e).__name__} reason={e}")
     listener.close()
