@@ -141,7 +141,7 @@ HAS_TLS_UNIQUE = True
 HOST_IDENTITY_PREFIX = "host-identity:"
 _CLIENT_IDENTITY_LOOKUP_NOTE = "wasitls run --identity NAME=KEY.pem,CERT.pem"
 _READ_CHUNK = 1 << 20  # plaintext asked of the host per call: big reads cross the boundary rarely
-_RECV_CHUNK = 1 << 18  # ciphertext read from the socket per recv
+_RECV_CHUNK = 1 << 20  # ciphertext read from the socket per recv
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -87,18 +87,21 @@ class _Incoming:
     """The raw source: the peer's bytes the guest has handed in, then (maybe) their end."""
 
     def __init__(self) -> None:
-        self.data = bytearray()
+        self.data = b""  # kept as handed in: a read that takes it all copies nothing
         self.ended = False
 
     def feed(self, data: bytes) -> None:
         if data:
-            self.data += data
+            self.data = self.data + data if self.data else data
 
     def read(self, n: int) -> bytes:
-        if self.data:
-            taken = bytes(self.data[:n])
-            del self.data[:n]
-            return taken
+        data = self.data
+        if data:
+            if len(data) <= n:
+                self.data = b""
+                return data
+            self.data = data[n:]
+            return data[:n]
         if self.ended:
             raise StreamClosed
         return b""  # nothing more until the guest's next call
