@@ -22,7 +22,6 @@ import http.client
 import selectors
 import socket
 import ssl
-import sys
 import urllib.request
 
 from componentize_py_types import Err
