@@ -169,7 +169,7 @@ def test_server_requiring_a_certificate_the_guest_lacks(probe, pki, https_mtls):
 def test_checks_cannot_be_turned_off_by_default(probe, pki):
     r = run(probe, ["insecure"], *trusting(pki))
     assert r.status == 0, r
-    for what in ("check_hostname", "cert_none"):
+    for what in ("check_hostname", "cert_none", "bare_context"):
         assert r.facts()[what].startswith("refused reason=[WASITLS: WASITLS_REFUSED] this host does not let guests")
         assert "--tls-guest-insecure" in r.facts()[what]
 

@@ -305,8 +305,11 @@ def scenario_aserver(port, count, *rest):
 
 def scenario_insecure():
     ctx = ssl.create_default_context()
+    bare = ssl.SSLContext(ssl.PROTOCOL_TLS)  # CERT_NONE, no host name check: CPython's old default
     for what, change in (("check_hostname", lambda: setattr(ctx, "check_hostname", False)),
-                         ("cert_none", lambda: ssl._create_unverified_context())):
+                         ("cert_none", lambda: ssl._create_unverified_context()),
+                         ("bare_context", lambda: bare.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(),
+                                                                server_hostname="example.test"))):
         try:
             change()
             say(f"{what}=allowed")
