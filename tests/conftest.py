@@ -39,14 +39,6 @@ def pkis(tmp_path_factory):
 
 
 @pytest.fixture
-def _fast_engine():
-    """Skips the test when the fast engine is absent (the wasitls:tls@0.1.0 guests need its sockets)."""
-    from wasitls_tls_helpers import need_fast_engine
-
-    need_fast_engine()
-
-
-@pytest.fixture
 def close_guest_sockets():
     """What the host does when a guest exits: close every socket it still has (guests of tests/sockets_helpers.py)."""
     yield

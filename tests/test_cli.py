@@ -193,18 +193,56 @@ def test_bad_tls_files_fail_before_the_guest_runs(tmp_path):
 
 
 def test_tls_settings_are_built_on_first_use(tmp_path):
+    """Only the system trust store waits for the first TLS use; a file the person named is parsed
+    at once (issue 10 F8: a damaged one used to surface as a bare error value in the guest)."""
     from wasitls.tls.config import TlsConfigError, build_tls_config
 
     damaged = tmp_path / "damaged.pem"
     damaged.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
-    settings = build_tls_config(ca_file=str(damaged), lazy=True)  # cheap checks pass
-    assert "trust" not in vars(settings)
-    with pytest.raises(TlsConfigError, match="damaged.pem"):
-        settings.trust  # noqa: B018 - the OpenSSL parse happens here
+    with pytest.raises(TlsConfigError, match="--ca-file .*damaged.pem.*damaged"):
+        build_tls_config(ca_file=str(damaged), lazy=True)
     system = build_tls_config(lazy=True)
+    assert "trust" not in vars(system)
     assert "system" in system.trust.description or "certifi" in system.trust.description
     assert system.client_config is system.client_config and system.client_trust is None
     assert system.identities == {}
+
+
+def test_damaged_tls_files_fail_before_the_guest_runs(tmp_path):
+    """Issue 10 F8: a CA file with a PEM marker but a broken body, a good block followed by a broken
+    one, a key that does not match its certificate and a wrong passphrase each stop the host with one
+    line naming the file or identity, exit 2, before the guest runs (even under --tls-trace)."""
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    wasm = component(tmp_path, "ok.wasm", RUN_RETURNS.format(tag=0))
+    ca = trustme.CA()
+    leaf, other = ca.issue_cert("localhost"), ca.issue_cert("other.test")
+    good = ca.cert_pem.bytes()
+    (tmp_path / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n"
+                                          b"-----END CERTIFICATE-----\n")
+    (tmp_path / "second.pem").write_bytes(good + b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
+    leaf.private_key_pem.write_to_path(str(tmp_path / "leaf.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "leaf.pem"))
+    other.private_key_pem.write_to_path(str(tmp_path / "other.key"))
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    (tmp_path / "locked.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right")))
+    (tmp_path / "wrong.pass").write_text("wrong\n")
+    t = str(tmp_path)
+    cases = [
+        (["--ca-file", f"{t}/broken.pem"], ["--ca-file", "broken.pem", "damaged"]),
+        (["--client-ca-file", f"{t}/broken.pem"], ["--client-ca-file", "broken.pem", "damaged"]),
+        (["--ca-file", f"{t}/second.pem"], ["--ca-file", "second.pem", "block 2 of 2"]),
+        (["--identity", f"s={t}/other.key,{t}/leaf.pem"], ["identity 's'", "match"]),
+        (["--identity", f"s={t}/leaf.key,{t}/second.pem"], ["identity 's'", "damaged"]),
+        (["--identity", f"s={t}/locked.key,{t}/leaf.pem,{t}/wrong.pass"], ["identity 's'", "passphrase"]),
+    ]
+    for options, needles in cases:
+        proc = wasitls("run", "--tls-trace", *options, str(wasm))
+        assert proc.returncode == 2, (options, proc.stderr)
+        assert_one_line_error(proc, *needles)
 
 
 NOT_A_COMMAND = """
@@ -220,10 +258,10 @@ NOT_A_COMMAND = """
 @pytest.mark.parametrize("engine", ENGINES)
 def test_exported_interfaces_and_not_a_command(tmp_path, engine):
     from wasitls.component.compile_cache import CompileCache
-    from wasitls.host import make_engine
+    from wasitls.host import make_backend
 
     ok = wasmtime.wat2wasm(EXIT_WITH_CODE.format(version="0.2.3", code=0))
-    assert make_engine(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
+    assert make_backend(engine).load(ok, cache=CompileCache(None)).exported_interfaces() == ["wasi:cli/run@0.2.3"]
     wasm = component(tmp_path, "lib.wasm", NOT_A_COMMAND)
     proc = wasitls("run", "--engine", engine, str(wasm))
     assert proc.returncode == 2

@@ -201,14 +201,29 @@ def test_alpn_follows_the_servers_preference(trust, ca):
     assert client.alpn_id == server.alpn_id == b"http/1.1"
 
 
-def test_alpn_without_overlap_negotiates_nothing(trust, ca):
+def test_alpn_without_overlap_is_a_fatal_alert(trust, ca):
+    """RFC 7301 3.2 (issue 10 T1): a server with ALPN ids of which the client offers none sends the
+    fatal no_application_protocol alert; with no ids configured it ignores the client's offer, and a
+    client offering nothing is served whatever the server configured."""
     leaf = ca.issue_cert("example.com")
     client = ClientEngine(config(trust), "example.com", alpn_ids=[b"h2"])
     server = ServerEngine(config(trust), identities=[identity_of(leaf)], alpn_ids=[b"imap"],
                           pause_on_client_hello=False)
+    client_events, server_events = exchange(client, server)
+    assert client_events == [Failed("peer sent alert: no application protocol")]
+    assert server_events == [Failed("no ALPN id in common with the client (no_application_protocol sent)")]
+    for client_ids, server_ids in (([b"h2"], []), ([], [b"imap"])):
+        client = ClientEngine(config(trust), "example.com", alpn_ids=client_ids)
+        server = ServerEngine(config(trust), identities=[identity_of(leaf)], alpn_ids=server_ids,
+                              pause_on_client_hello=False)
+        client_events, _ = exchange(client, server)
+        assert HandshakeComplete() in client_events
+        assert client.alpn_id is None and server.alpn_id is None
+    client = ClientEngine(config(trust), "example.com", alpn_ids=[b"h2"])
+    server = ServerEngine(config(trust), identities=[identity_of(leaf)], alpn_ids=[b"imap"],
+                          pause_on_client_hello=False, refuse_unmatched_alpn=False)  # CPython ssl's way
     client_events, _ = exchange(client, server)
-    assert HandshakeComplete() in client_events
-    assert client.alpn_id is None and server.alpn_id is None
+    assert HandshakeComplete() in client_events and client.alpn_id is None
     with pytest.raises(ValueError):
         ClientEngine(config(trust), "example.com", alpn_ids=[b""])
 

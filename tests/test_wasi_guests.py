@@ -56,7 +56,8 @@ def probe(request, build_guest, wasmtime_cli):
 
 # wasmtime-py 50's component API traps ("BUG: deferred host scope has no call context") before calling
 # the host when a function takes two borrowed host resources, e.g. tcp-socket.start-connect(self, network),
-# poll(list<borrow<pollable>>), descriptor.rename-at(self, ..., new-descriptor).
+# poll(list<borrow<pollable>>), descriptor.rename-at(self, ..., new-descriptor). The reference backend
+# reports it as that limitation, naming the function (test_reference_engine_names_the_two_borrow_limitation).
 # (test_tcp_denied_without_network is not among them: with no network granted the socket is refused at
 # create-tcp-socket, before start-connect.)
 TWO_BORROW_CALLS = {"test_clocks", "test_poll", "test_filesystem", "test_tcp_connect", "test_tcp_connect_by_name", "test_tcp_listen", "test_tcp_refused",
@@ -67,7 +68,8 @@ TWO_BORROW_CALLS = {"test_clocks", "test_poll", "test_filesystem", "test_tcp_con
 def _reference_engine_two_borrow_bug(request):
     if request.node.originalname in TWO_BORROW_CALLS and "wasitls-reference" in request.node.name:
         request.node.add_marker(pytest.mark.xfail(
-            strict=True, reason="wasmtime-py 50 traps on host calls with two borrowed host resources"))
+            strict=True, reason="wasmtime-py 50 traps on host calls with two borrowed host resources: the reference "
+                                "engine refuses them with a line naming the limitation"))
 
 
 def wasmtime_command(wasmtime, cwasm, args, flags, dirs, env):
@@ -531,3 +533,28 @@ def test_tls_client_rejects_a_local_ca_on_wasmtime(build_guest, wasmtime_cli):
     out = proc.stdout.decode()
     assert proc.returncode == 1, proc.stderr.decode(errors="replace")
     assert out == "handshake failed: invalid peer certificate: UnknownIssuer\n"
+
+
+@pytest.mark.skipif("reference" not in ENGINES, reason="the reference engine is not among the tested engines")
+@pytest.mark.parametrize("args, flags, function", [
+    (["poll"], [], "wasi:io/poll@0.2.9#poll"),
+    (["tcp-connect", "127.0.0.1", "9", "x"], ["--allow-net", "127.0.0.1"],
+     "wasi:sockets/tcp@0.2.9#[method]tcp-socket.start-connect"),
+])
+def test_reference_engine_names_the_two_borrow_limitation(build_guest, args, flags, function):
+    """What the xfails above hit: one line naming the function and the limitation, not wasmtime's
+    "this is a bug" page."""
+    proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--engine", "reference", *flags,
+                           str(build_guest("wasi_probe")), *args], capture_output=True, text=True, timeout=TIMEOUT,
+                          env=QUIET_ENV)
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, proc.stderr
+    assert err == [f"wasitls: guest trapped: {function}: the reference engine (wasmtime-py "
+                   f"{wasmtime_version()}'s component API) cannot make host calls that borrow two resources; "
+                   "use the fast engine (--engine fast)"], proc.stderr
+
+
+def wasmtime_version() -> str:
+    from wasitls.component.wasmtime_capi import WASMTIME_VERSION
+
+    return WASMTIME_VERSION

@@ -98,3 +98,26 @@ def test_throughput_both_directions():
     assert done.result(TIMEOUT) == size and received == size
     assert elapsed < 20, f"128 MiB through loopback took {elapsed:.1f}s"
     sock.drop()
+
+
+# -- write-zeroes: the guest-chosen length is checked before anything is allocated -------------
+
+def test_write_zeroes_beyond_the_permit_traps_before_allocating():
+    """Issue 10 (found since): write-zeroes and blocking-write-zeroes-and-flush used to build
+    bytes(len) from the guest's u64 first (2^40: a terabyte; 2^64-1: OverflowError). Writing more
+    than permitted is a trap with one line, as for write; within the permit the zeroes arrive."""
+    from wasitls.component.values import Trap
+
+    g = make()
+    port, done = server("ipv4", recv_all)
+    sock, input_stream, output_stream = connect(g, "ipv4", port)
+    for length in (1 << 40, (1 << 64) - 1):
+        with pytest.raises(Trap, match="write-zeroes of .* exceeds the .* check-write permitted"):
+            output_stream.write_zeroes(length)
+        with pytest.raises(Trap, match="blocking-write-zeroes-and-flush of .* exceeds the 4096-byte limit"):
+            output_stream.blocking_write_zeroes_and_flush(length)
+    output_stream.write_zeroes(3)
+    output_stream.blocking_write_zeroes_and_flush(4096)
+    sock.shutdown("send")
+    assert done.result(TIMEOUT) == bytes(4099)
+    sock.drop()

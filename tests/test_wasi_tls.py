@@ -174,8 +174,10 @@ def assert_fetched(proc: subprocess.CompletedProcess, body: bytes, status: str =
 
 def trace_lines(stderr: bytes) -> list[dict]:
     """The --tls-trace lines on stderr, as dicts."""
+    quoted = r"-|'(?:[^'\\]|\\.)*'"  # tls_streams.trace_field: none, or an escaped Python literal
     pattern = re.compile(r"tls: server=(?P<server>\S+) version=(?P<version>\S+) cipher=(?P<cipher>\S+)"
-                         r" subject=(?P<subject>'[^']*'|\"[^\"]*\") issuer=(?P<issuer>'[^']*'|\"[^\"]*\")"
+                         r" alpn=(?P<alpn>\S+)"
+                         rf" subject=(?P<subject>{quoted}) issuer=(?P<issuer>{quoted})"
                          r" sent=(?P<sent>\d+) received=(?P<received>\d+) handshake=(?P<handshake>\S+)"
                          r" ended=(?P<ended>.*)")
     found = []
@@ -184,7 +186,7 @@ def trace_lines(stderr: bytes) -> list[dict]:
             m = pattern.fullmatch(line)
             assert m, f"malformed trace line: {line!r}"
             d = m.groupdict()
-            d["subject"], d["issuer"] = ast.literal_eval(d["subject"]), ast.literal_eval(d["issuer"])
+            d["subject"], d["issuer"] = (v if v == "-" else ast.literal_eval(v) for v in (d["subject"], d["issuer"]))
             d["sent"], d["received"] = int(d["sent"]), int(d["received"])
             found.append(d)
     return found

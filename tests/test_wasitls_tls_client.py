@@ -13,7 +13,6 @@ import pytest
 from wasitls_tls_helpers import (MATRIX, VERSIONS, GuestServer, PeerProcess, PyTlsServer, free_port, iana_suite,
                                  need, pem_to_der, py_server_context, run_guest, wasitls_command)
 
-pytestmark = pytest.mark.usefixtures("_fast_engine")
 
 # The suite each openssl/gnutls server is pinned to, so the guest's cipher-suite is known exactly.
 OPENSSL_SUITES = {("TLSv1.2", "RSA"): "ECDHE-RSA-AES128-GCM-SHA256", ("TLSv1.2", "ECDSA"): "ECDHE-ECDSA-AES128-GCM-SHA256",

@@ -15,7 +15,6 @@ from wasitls_tls_helpers import TIMEOUT, GuestServer, client_hello_bytes, py_cli
 tlslite_api = pytest.importorskip("tlslite.api", reason="tlslite-ng not installed: pip install tlslite-ng "
                                                         "(it is in the test extras: pip install -e '.[test]')")
 
-pytestmark = pytest.mark.usefixtures("_fast_engine")
 
 ALERT, HANDSHAKE = 0x15, 0x16
 

@@ -15,7 +15,6 @@ import pytest
 from wasitls_tls_helpers import (MATRIX, TIMEOUT, VERSIONS, GuestServer, body_facts, client_hello_bytes, h2_get,
                                  iana_suite, need, py_client_context, py_https_get, readable, wasitls_command)
 
-pytestmark = pytest.mark.usefixtures("_fast_engine")
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +202,11 @@ def test_showcase_sni_alpn_client_auth_python(showcase, pkis, version, key_type)
 
 @pytest.mark.parametrize("version, key_type", MATRIX)
 def test_showcase_against_openssl_s_client(showcase, pkis, version, key_type):
-    """s_client, SNI example.com offering only http/1.1 where the guest accepts only h2: no ALPN id
-    is negotiated (and no alert); identity 1; its client certificate reaches the guest."""
+    """s_client, SNI example.com offering http/1.1 where the guest configured no ALPN ids: no ALPN id
+    is negotiated (and no alert: a server without ids ignores the offer); identity 1; its client
+    certificate reaches the guest."""
     pki = pkis[key_type]
-    with GuestServer(showcase_cmd(showcase, pki, 1)) as guest:
+    with GuestServer(showcase_cmd(showcase, pki, 1, "--alpn1=")) as guest:
         out = s_client(pki, guest.port, version, server_name="example.com", alpn="http/1.1", cert=pki.bob)
         run = guest.finish()
     assert run.returncode == 0, run
@@ -220,6 +220,34 @@ def test_showcase_against_openssl_s_client(showcase, pkis, version, key_type):
     assert facts["cipher-suite"] == f"0x{iana_suite(seen['cipher']):04x}"
     assert seen["verify"] == "0" and seen["subject"].endswith("CN = example.com")
     assert f"client-identity={pki.bob.fingerprint}" in out
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_alpn_without_overlap_alert_and_escaped_trace(showcase, pkis, version):
+    """Issue 10 T1: a guest server that configured ALPN ids none of which the client offers sends the
+    fatal no_application_protocol alert (RFC 7301 3.2), and the guest's handshake fails. Issue 10 T2:
+    an SNI with a control byte (BEL) and a quote reaches --tls-trace escaped, never as raw bytes."""
+    pki = pkis["ECDSA"]
+    with GuestServer(showcase_cmd(showcase, pki, 2, "--no-client-auth")) as guest:
+        ctx = py_client_context(pki, version, alpn=["http/1.1"])
+        with socket.create_connection(("127.0.0.1", guest.port), timeout=TIMEOUT) as raw:
+            with pytest.raises(ssl.SSLError, match="alert no application protocol"):
+                ctx.wrap_socket(raw, server_hostname="example.com")
+        ctx = py_client_context(pki, version)
+        ctx.check_hostname = False  # the odd name below is only for the trace; the chain is still checked
+        with socket.create_connection(("127.0.0.1", guest.port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="bell\x07'.test") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b"".join(iter(lambda: tls.recv(65536), b""))
+        run = guest.finish()
+    assert run.returncode == 0, run
+    assert conn_facts(run, 0)["handshake"] == "failed" and conn_facts(run, 1)["handshake"] == "ok", run
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    trace = [line for line in run.err.splitlines() if line.startswith("tls: ")]
+    assert len(trace) == 2, run.err
+    assert "server=example.com " in trace[0] and "ended=failed: no ALPN id in common with the client" in trace[0]
+    assert "server='bell\\x07\\'.test' " in trace[1], trace[1]
+    assert "\x07" not in run.err
 
 
 @pytest.mark.parametrize("version, key_type", MATRIX)

@@ -23,7 +23,7 @@ def http_body(response: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
-def test_stalled_peers_do_not_block_others(poll_server, pkis, version, _fast_engine):
+def test_stalled_peers_do_not_block_others(poll_server, pkis, version):
     """Three peers stall: one sends nothing, one half a ClientHello, one a whole ClientHello and then
     nothing (the guest has resumed that handshake, which now waits for the peer). A fourth client is
     served to the end meanwhile; the stalled ones fail only when their peers hang up."""
@@ -57,7 +57,7 @@ def test_stalled_peers_do_not_block_others(poll_server, pkis, version, _fast_eng
                              "conn=2 handshake=failed"], run
 
 
-def test_suspended_handshake_does_not_block_others(poll_server, pkis, _fast_engine):
+def test_suspended_handshake_does_not_block_others(poll_server, pkis):
     """The guest keeps connection 0 suspended right after its ClientHello (before it even chose an
     identity) while it serves connections 1 and 2 to the end; then it resumes 0, whose client,
     waiting all along, completes its request."""

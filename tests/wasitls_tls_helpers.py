@@ -44,12 +44,6 @@ def need(binary: str, package: str) -> str:
     return found
 
 
-def need_fast_engine() -> None:
-    from engines import ENGINES
-    if "fast" not in ENGINES:
-        pytest.skip("the fast engine is not built (sockets need it: wasmtime-py traps on two-borrow host calls)")
-
-
 # -- certificates ---------------------------------------------------------------------------------
 
 def sha256(der: bytes) -> str:

@@ -2,13 +2,16 @@
 
 Which package may import which (tests/test_layering.py checks every import against IMPORT_RULE):
 
-    component/       the component runtime: imports nothing of wasitls but itself (knows nothing of
-                     WASI or TLS)
+    component/       the component runtime: imports nothing of wasitls but itself and inputfiles
+                     (knows nothing of WASI or TLS)
     records, policy, lifetime, libc, sandbox
                      small shared modules: import only each other (sandbox: the path resolution
                      beneath a preopen that every filesystem front end uses; libc: its ctypes calls)
     wasi/            WASI interfaces: component and the shared modules (nothing of TLS)
     tls/             the TLS core (engine, OpenSSL binding, trust, identities, settings): only itself
+                     and inputfiles
+    inputfiles       how every file named on the command line is opened (regular files, bounded
+                     sizes): imports nothing; shared by component/, tls/ and the front
     tls_streams.py   the glue between the TLS core and byte streams: tls/, wasi.io, shared modules
     tls_interfaces/  the TLS interfaces we serve: everything above
     host, served, cli, demo, guestbuild, devtools
@@ -17,14 +20,15 @@ Which package may import which (tests/test_layering.py checks every import again
 
 # package (first name under wasitls) -> what it may import; "wasi.io" allows only that subpackage
 IMPORT_RULE = {
-    "component": [],
+    "component": ["inputfiles"],
+    "inputfiles": [],
     "records": [],
     "policy": ["records", "lifetime"],
     "lifetime": ["records"],
     "libc": [],
     "sandbox": ["libc"],
     "wasi": ["component", "records", "policy", "lifetime", "libc", "sandbox"],
-    "tls": [],
+    "tls": ["inputfiles"],
     "tls_streams": ["tls", "wasi.io", "records", "lifetime"],
     "tls_interfaces": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
     "served": ["component"],

@@ -41,6 +41,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-listen", action="append", default=[], metavar="[HOST:]PORT",
                    help="allow bind/listen on that local address (any local address without HOST or with '*'); PORT "
                         "0-65535, 0 for a port the OS picks; repeatable")
+    # every file option (and COMPONENT) must name a regular file of bounded size: see wasitls.inputfiles
     p.add_argument("--ca-file", metavar="PEM", help="trust exactly the roots in this PEM file for TLS")
     p.add_argument("--client-ca-file", metavar="PEM",
                    help="trust these roots for client certificates a guest server receives")
@@ -48,7 +49,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="a private identity the host holds for the guest (wasitls:tls/identities; the key never "
                         "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
-    p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection")
+    p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
+                                                        "file, a character device, or a FIFO a reader holds open)")
     p.add_argument("--tls-guest-insecure", action="store_true",
                    help="let a guest's ssl module turn off certificate and host name checks (CERT_NONE, "
                         "check_hostname=False); refused by default")
@@ -56,7 +58,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="CA certificates a guest's ssl module loads: 'narrow' (default) can only narrow the "
                         "host's trust; 'own' replace it for that guest's connections, as in CPython")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
-                   help="component engine: our own runtime (fast) or wasmtime-py's component API (reference)")
+                   help="component engine: our own runtime (fast) or wasmtime-py's component API (reference; it "
+                        "cannot make host calls that borrow two resources, e.g. wasi:sockets tcp start-connect, "
+                        "wasi:io/poll with several pollables, filesystem rename-at: such a call ends the guest "
+                        "with a line saying so)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
                                                            "(also: WASITLS_NO_CACHE=1)")
     p.add_argument("component", metavar="COMPONENT")

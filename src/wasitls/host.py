@@ -15,6 +15,7 @@ from .component.compile_cache import CompileCache, WasmFile
 from .component.errors import ComponentError, GuestTrap
 from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
+from .inputfiles import InputFileError
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
@@ -25,7 +26,7 @@ class HostError(Exception):
     """Anything that stops a component from starting: one line for the person running it."""
 
 
-def make_engine(name: str) -> Backend:
+def make_backend(name: str) -> Backend:
     """The component backend the `engine` option names ('fast' or 'reference')."""
     if name == "reference":
         from .component.reference import ReferenceBackend
@@ -102,7 +103,7 @@ class Host:
     ):
         self.policy = _build_policy(policy, list(allow_net), list(allow_listen), list(dirs))
         self.env = _parse_env(env)
-        self.engine = make_engine(engine)
+        self.backend = make_backend(engine)
         self.cache = CompileCache.default() if cache else CompileCache(None)
         self.tls_options = {
             "ca_file": None if ca_file is None else str(ca_file),
@@ -173,6 +174,8 @@ class Host:
             try:
                 # opened now, read only if the compile cache does not already know this file
                 wasm = WasmFile(component)
+            except InputFileError as e:  # a device, a FIFO, a socket; or larger than any component
+                raise HostError(f"{component}: {e.strerror}") from None
             except FileNotFoundError:
                 raise HostError(f"no such file: {component}") from None
             except IsADirectoryError:
@@ -180,9 +183,11 @@ class Host:
             except OSError as e:
                 raise HostError(f"cannot read {component}: {e.strerror}") from None
         try:
-            return self.engine.load(wasm, cache=self.cache, progress=self.progress)
+            return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
             raise HostError(f"{component if not isinstance(component, bytes) else 'component'}: {e}") from None
+        except InputFileError as e:  # it grew past the bound while we read it
+            raise HostError(f"{component}: {e.strerror}") from None
         except OSError as e:  # the file could be opened but not read
             raise HostError(f"cannot read {component}: {e.strerror}") from None
         finally:

@@ -15,7 +15,11 @@ wasi:http) makes its connections here and uses only this public API:
                   plaintext_source(), plaintext_sink() (stream backends for wasi:io)
       facts       facts(), failure, peer_closed, server_identity_seen, client_identity_requested,
                   client_identities, client_hello
-      lifetime    hold, unhold, release
+      lifetime    hold, unhold, release (a released connection is failed: its streams give errors)
+    trace_field(value)                one field of a trace line holding text a peer chose, escaped
+
+One readiness check feeds the engine at most TURN_BYTES of raw input, then asks poll to come back
+at once: a peer that streams records cannot keep a guest inside one poll call.
 
 Plaintext has one path: every read decrypts into the connection's one read buffer and lends a view
 of it (valid until the next read); readiness asks the engine whether plaintext or an end is pending,
@@ -31,12 +35,16 @@ from typing import Any, Callable
 
 from .lifetime import Lifetime
 from .tls import engine as tls_engine
+from .tls.config import TlsConfigError
 from .wasi.io.poll import Wait, wait_any
 from .wasi.io.streams import MAX_READ, StreamClosed, StreamFailed
 
 WRITE_LIMIT = 1 << 16  # ciphertext waiting for the raw output before plaintext writes are held back
 RECORD_SLACK = 1 << 14  # raw bytes read beyond the plaintext wanted: record headers and tags
 CLOSE_TIMEOUT = 5.0  # how long close-output waits for close_notify to leave
+# Raw bytes one readiness check feeds the engine: a peer streaming records cannot keep the host in
+# one poll call; poll goes round (other pollables are served) and comes back at once.
+TURN_BYTES = 1 << 16
 
 # The handshake's points where the engine stops, in the draft API's terms.
 _POINT_OF_PAUSE = {
@@ -62,12 +70,22 @@ class GuestTls:
 
     def client(self, server_name: str, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
         """A client connection to `server_name`; ValueError for an empty name or one with a NUL."""
-        engine = self.settings.client_engine(server_name, **options)
+        engine = self._engine(self.settings.client_engine, server_name, **options)
         return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
 
     def server(self, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
-        engine = self.settings.server_engine(**options)
+        engine = self._engine(self.settings.server_engine, **options)
         return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
+
+    def _engine(self, make: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        try:
+            return make(*args, **options)
+        except TlsConfigError as e:
+            # settings built at first use (the system trust store) failed: the guest gets a bare
+            # error value, the trace says why
+            if self.settings.trace is not None:
+                self.settings.trace(f"tls: settings failed: {e}")
+            raise
 
     def _track(self, conn: "TlsConnection") -> "TlsConnection":
         self.live.add(conn)
@@ -103,6 +121,7 @@ class _Wire:
         self.outgoing = bytearray()  # ciphertext the raw output has not taken yet
         self.raw_eof = False
         self.send_error: str | None = None
+        self.cut_short = False  # the last turn stopped at TURN_BYTES: more input may be waiting
 
     def send(self) -> None:
         data = self._engine.data_to_send()
@@ -126,11 +145,11 @@ class _Wire:
         if self.send_error is not None:
             self.outgoing.clear()
 
-    def receive(self, max_bytes: int) -> bool:
-        """Feeds what the raw input has now (at most max_bytes) into the engine; True if anything
-        (data or an end) came."""
+    def receive(self, max_bytes: int) -> int:
+        """Feeds what the raw input has now (at most max_bytes) into the engine; the byte count,
+        1 for an end, 0 if nothing came."""
         if self.raw_eof:
-            return False
+            return 0
         try:
             data = self.raw_in.read(max_bytes)
         except StreamClosed:
@@ -141,12 +160,15 @@ class _Wire:
             self._engine.connection_reset()
         else:
             if not data:
-                return False
+                return 0
             # a raw source may lend a view of its buffer (TLS inside TLS): the engine takes bytes
             self._engine.receive_data(data if isinstance(data, bytes) else bytes(data))
-        return True
+            return len(data)
+        return 1
 
     def wait(self, *, for_input: bool) -> Wait:
+        if for_input and self.cut_short:
+            return Wait(deadline_ns=0)  # the turn stopped early, not for want of input: come back now
         sources: list[Any] = []
         if for_input and not self.raw_eof:
             sources.append(self.raw_in)
@@ -217,10 +239,20 @@ class TlsConnection:
         return self.error
 
     def _pump(self, until: Callable[[], bool]) -> None:
-        """One non-blocking round: send what is queued, read raw input until `until()` holds."""
+        """One non-blocking turn: send what is queued, read raw input until `until()` holds, at most
+        TURN_BYTES of it."""
         wire = self._wire
         wire.send()
-        while not until() and wire.receive(RECORD_SLACK):
+        wire.cut_short = False
+        taken = 0
+        while not until():
+            if taken >= TURN_BYTES:
+                wire.cut_short = True
+                break
+            got = wire.receive(RECORD_SLACK)
+            if not got:
+                break
+            taken += got
             self._absorb_events()
             wire.send()  # a record may need an answer (handshake messages, key updates)
         wire.send()
@@ -409,9 +441,14 @@ class TlsConnection:
         return max(0, WRITE_LIMIT - queued)
 
     def write(self, data: bytes | memoryview) -> None:
+        if self.failure is not None:
+            raise StreamFailed(self.failure)
         view = memoryview(data)
         while view:
-            taken = self._engine.send_plaintext(view)
+            try:
+                taken = self._engine.send_plaintext(view)
+            except tls_engine.TLSUsageError as e:  # a stream error for the guest, never a trap
+                raise StreamFailed(str(e)) from None
             if not taken:
                 raise StreamFailed(self._engine.failure or "the TLS connection refused the data")
             view = view[taken:]
@@ -459,6 +496,9 @@ class TlsConnection:
     def release(self) -> None:
         self._end(self._how_it_ended("dropped by the guest"))
         self._engine.release()
+        # whatever still refers to the connection (a future of finish) sees a failure, never a live one
+        self._fail("the connection was dropped")
+        self._wire.outgoing.clear()
 
     def _how_it_ended(self, otherwise: str) -> str:
         if self.error is not None:
@@ -480,17 +520,55 @@ class TlsConnection:
         if trace is None:
             return
         e = self._engine
-        subject = issuer = "-"
+        subject = issuer = None
         if e.handshake_complete and e.peer_identity is not None:
             subject, issuer = _names(e.peer_identity.export_x509_chain()[0])
         hs = "-" if self.handshake_seconds is None else f"{self.handshake_seconds * 1000:.1f}ms"
         role = "" if self.role == "client" else f"role={self.role} "
-        trace(f"tls: {role}server={e.server_name or '-'} version={e.protocol_name or '-'}"
-              f" cipher={e.cipher_suite_name or '-'} subject={subject!r} issuer={issuer!r}"
-              f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={how}")
+        alpn = e.alpn_id if e.handshake_complete else None
+        trace(f"tls: {role}server={trace_field(e.server_name)} version={e.protocol_name or '-'}"
+              f" cipher={e.cipher_suite_name or '-'} alpn={trace_field(alpn)}"
+              f" subject={trace_field(subject, quoted=True)} issuer={trace_field(issuer, quoted=True)}"
+              f" sent={e.bytes_sent} received={e.bytes_received} handshake={hs} ended={_escaped(how, specials='')}")
+
+
+# Characters a trace field shows as they are; anything else (a space, '=', a quote) gets it quoted.
+_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:*/")
+
+
+def _escaped(text: str, specials: str = "'\\") -> str:
+    """Printable ASCII as it is (but `specials`, backslashed), everything else as a Python escape:
+    a remote peer's bytes never reach the operator's terminal or log as control codes."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in specials:
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def trace_field(value: str | bytes | None, *, quoted: bool = False) -> str:
+    """One trace field holding text a peer chose (SNI, ALPN id, certificate names): "-" for none,
+    the text itself when it is a plain token, else a quoted Python literal ('...') with every
+    control byte, non-ASCII character and quote escaped. Every such field goes through here."""
+    if value is None:
+        return "-"
+    text = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+    if not quoted and text and all(ch in _BARE for ch in text):
+        return text
+    return f"'{_escaped(text)}'"
 
 
 def _names(der: bytes) -> tuple[str, str]:
+    """The subject and issuer of a DER certificate (RFC 4514), unescaped: trace_field escapes them."""
     try:
         from cryptography import x509
         cert = x509.load_der_x509_certificate(der)

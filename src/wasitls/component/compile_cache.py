@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..inputfiles import COMPONENT_LIMIT, open_input, read_bounded
 from . import binary as B
 
 KEY_NAME = "key"
@@ -78,21 +79,14 @@ class WasmFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        self.file = open(self.path, "rb")  # errors (missing, a directory, no permission) surface here
-        try:
-            st = os.fstat(self.file.fileno())
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(21, "Is a directory", self.path)
-        except BaseException:
-            self.file.close()
-            raise
-        self.stat = st
+        # errors (missing, a directory, no permission, not a regular file, too large) surface here
+        self.file, self.stat = open_input(self.path, COMPONENT_LIMIT)
         self._data: bytes | None = None
 
     def read(self) -> bytes:
         if self._data is None:
             self.file.seek(0)
-            self._data = self.file.read()
+            self._data = read_bounded(self.file, self.path, COMPONENT_LIMIT)
         return self._data
 
     def close(self) -> None:

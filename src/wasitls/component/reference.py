@@ -47,6 +47,45 @@ def _can_be_none(desc: tuple) -> bool:
     return desc[0] == "option"
 
 
+# wasmtime 50 traps, before the host function is called, when a call from the guest lends the host
+# two (or more) borrowed resources: its text is wasmtime's "this is a bug" page, of no use to a user
+_TWO_BORROW_BUG = "deferred host scope has no call context"
+
+
+def _borrows(ty: Any) -> int:
+    """How many borrowed handles a value of this type may carry (2 for a list that holds any)."""
+    if isinstance(ty, wc.BorrowType):
+        return 1
+    if isinstance(ty, wc.ListType):
+        return 2 * min(1, _borrows(ty.element))
+    if isinstance(ty, wc.RecordType):
+        return sum(_borrows(t) for _, t in ty.fields)
+    if isinstance(ty, wc.TupleType):
+        return sum(_borrows(t) for t in ty.elements)
+    if isinstance(ty, wc.VariantType):
+        return max((_borrows(t) for _, t in ty.cases if t is not None), default=0)
+    if isinstance(ty, wc.OptionType):
+        return _borrows(ty.payload)
+    if isinstance(ty, wc.ResultType):
+        return max(_borrows(t) for t in (ty.ok, ty.err) if t is not None) if (ty.ok or ty.err) else 0
+    return 0
+
+
+def _two_borrow_line(text: str, candidates: list[str]) -> str:
+    """The line for wasmtime's two-borrow trap: the function the guest called if its backtrace names
+    it, else those this component imports that could be it."""
+    limitation = (f"the reference engine (wasmtime-py {WASMTIME_VERSION}'s component API) cannot make host calls "
+                  "that borrow two resources; use the fast engine (--engine fast)")
+    frames = [line.rstrip() for line in text.splitlines()]  # "N: 0x... - module!adapter [method]r.f"
+    named = [c for c in candidates
+             if any(f.endswith((" " + c.split("#", 1)[1], "!" + c.split("#", 1)[1])) for f in frames)]
+    if len(named) == 1:
+        return f"{named[0]}: {limitation}"
+    shown = named or candidates
+    listed = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    return f"{limitation} (it was one of: {listed})" if shown else limitation
+
+
 class _Resources:
     """Host resource objects the guest holds, by rep; one table per store."""
 
@@ -326,6 +365,8 @@ class ReferenceComponent(LoadedComponent):
             for item_name, item in ty.exports(wasmtime_engine).items():
                 it = item.ty
                 if isinstance(it, wc.FuncType):
+                    if sum(_borrows(t) for _, t in it.params) >= 2:
+                        inst.two_borrow_imports.append(f"{name}#{item_name}")
                     fn = linking.host_function(impl, item_name)
                     if fn is None:
                         missing.append(f"{name}#{item_name}")
@@ -355,7 +396,7 @@ class ReferenceComponent(LoadedComponent):
             inst._reraise_pending()
             text = str(e)
             if "wasm trap" in text or "wasm backtrace" in text:
-                raise GuestTrap(trap_line(str(e))) from None
+                raise GuestTrap(inst.trap_text(text)) from None
             raise ComponentError("cannot link component: " + " ".join(text.split())) from None
         inst._exports = self.comp.type.exports(wasmtime_engine)
         inst._linker = wl  # the linker holds the host functions: it lives as long as the instance
@@ -369,6 +410,13 @@ class ReferenceInstance(ComponentInstance):
         self.instance: wc.Instance | None = None
         self._pending: BaseException | None = None
         self._callbacks: list[Any] = []
+        self.two_borrow_imports: list[str] = []  # imported functions wasmtime 50 cannot call (see _TWO_BORROW_BUG)
+
+    def trap_text(self, text: str) -> str:
+        """The line for a trap wasmtime reported."""
+        if _TWO_BORROW_BUG in text:
+            return _two_borrow_line(text, self.two_borrow_imports)
+        return trap_line(text)
 
     # -- host functions ---------------------------------------------------------------------
     def _add_func(self, li: wc.LinkerInstance, label: str, fn: Any) -> None:
@@ -443,7 +491,7 @@ class ReferenceInstance(ComponentInstance):
         failed = capi.call_component_func(f, self.store, cargs, len(params), out if result else None)
         if failed is not None:
             self._reraise_pending()
-            raise GuestTrap(trap_line(failed))
+            raise GuestTrap(self.trap_text(failed))
         value = self.conv.lift(result, out) if result else None
         if result:
             ffi.wasmtime_component_val_delete(byref(out))

@@ -1,9 +1,9 @@
 """TLS settings of one host: trust anchors, host-held identities, trace and key log; built once.
 
 A host builds them lazily (`build_tls_config(..., lazy=True)`): loading the system trust store and
-OpenSSL costs ~30 ms, which a guest that never uses TLS should not pay at every start. What is cheap
-to check (files readable, PEM markers present, option syntax) is still checked before the guest runs,
-so a bad option is one line up front; only the OpenSSL parse waits for the first TLS use.
+OpenSSL costs ~30 ms, which a guest that never uses TLS should not pay at every start. Every file the
+person named (--ca-file, --client-ca-file, --identity) is read and parsed in full before the guest
+runs, so a bad one is one line up front naming it; only the system store waits for the first TLS use.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from ..inputfiles import open_output_append, read_input
 
 if TYPE_CHECKING:
     from .trust import TrustStore
@@ -29,7 +30,7 @@ class KeyLog:
         self.path = path
         self.lock = threading.Lock()
         try:
-            self.file = open(path, "a", buffering=1)
+            self.file = open_output_append(path)
         except OSError as e:
             raise TlsConfigError(f"--tls-keylog {path}: {e.strerror}") from None
 
@@ -99,15 +100,26 @@ class LazyTlsSettings(TlsSettings):
         return self.__dict__[name]
 
 
-def _check_pem_file(option: str, path: str, marker: bytes) -> None:
+def _read_pem_file(option: str, path: str, marker: bytes) -> bytes:
     """The cheap part of validating a PEM file: it can be read and holds a block of the right kind."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_input(path)
     except OSError as e:
         raise TlsConfigError(f"{option} {path}: {e.strerror}") from None
     if marker not in data:
         raise TlsConfigError(f"{option} {path}: no PEM certificate found")
+    return data
+
+
+def _load_trust_file(option: str, path: str) -> TrustStore:
+    """Exactly the roots of a CA file, every block parsed: a damaged one is one line naming the file."""
+    from .trust import TrustError, TrustStore
+
+    data = _read_pem_file(option, path, b"CERTIFICATE-----")
+    try:
+        return TrustStore.from_pem(data, description=f"{option} {path}")
+    except TrustError as e:
+        raise TlsConfigError(str(e)) from None
 
 
 def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str]) -> dict[str, Any]:
@@ -129,9 +141,9 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
         if len(files) not in (2, 3):
             raise TlsConfigError(f"identity {name!r}: expected key, certificate[, passphrase file]")
         try:
-            key_data, cert_data = (Path(f).read_bytes() for f in files[:2])
+            key_data, cert_data = (read_input(f) for f in files[:2])
             # The passphrase file's content, without a final newline, is the passphrase.
-            passphrase = Path(files[2]).read_bytes().rstrip(b"\r\n") if len(files) == 3 else None
+            passphrase = read_input(files[2]).rstrip(b"\r\n") if len(files) == 3 else None
         except OSError as e:
             raise TlsConfigError(f"identity {name!r}: {e.filename}: {e.strerror}") from None
         try:
@@ -141,37 +153,32 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
     return out
 
 
-def _load_trust(ca_file: str | None, client_ca_file: str | None) -> tuple[TrustStore, TrustStore | None]:
+def _system_trust() -> TrustStore:
     from .trust import TrustError, TrustStore
 
     try:
-        trust = TrustStore.from_pem_file(ca_file) if ca_file else TrustStore.system()
-        client_trust = TrustStore.from_pem_file(client_ca_file) if client_ca_file else None
-    except (TrustError, OSError) as e:
+        return TrustStore.system()
+    except TrustError as e:
         raise TlsConfigError(str(e)) from None
-    return trust, client_trust
 
 
 def build_tls_config(*, ca_file: str | None = None, trace: bool | Callable[[str], None] = False,
                      keylog: str | None = None, identities: Any = (), client_ca_file: str | None = None,
                      lazy: bool = False) -> TlsSettings:
-    """The host's TLS settings; `lazy` defers the OpenSSL work for trust stores to the first TLS use,
-    after checking eagerly what is cheap to check."""
+    """The host's TLS settings; `lazy` defers loading the system trust store (and OpenSSL, when no
+    TLS file was given) to the first TLS use."""
     trace_fn = _stderr_trace if trace is True else (trace or None)
+    # Files the person named are parsed now, every block (only those who give one pay for OpenSSL):
+    # a damaged CA file or a key that does not match its certificate stops the host before the guest
+    # runs, instead of surfacing as a bare error value at the first TLS call.
+    ca_trust = _load_trust_file("--ca-file", ca_file) if ca_file else None
+    client_trust = _load_trust_file("--client-ca-file", client_ca_file) if client_ca_file else None
+    parsed = _parse_identities(identities) if identities else {}
+    keylog_now = KeyLog(os.fspath(keylog)) if keylog else None
     if lazy:
-        for option, path in (("--ca-file", ca_file), ("--client-ca-file", client_ca_file)):
-            if path:
-                _check_pem_file(option, path, b"CERTIFICATE-----")
-        # identities are parsed now if there are any: a key that does not match its certificate
-        # should stop the host before the guest runs, and only those who give one pay for OpenSSL
-        parsed = _parse_identities(identities) if identities else {}
-        keylog_now = KeyLog(os.fspath(keylog)) if keylog else None
-
         def build() -> dict[str, Any]:
-            trust, client_trust = _load_trust(ca_file, client_ca_file)
-            return {"trust": trust, "client_trust": client_trust, "identities": parsed}
+            return {"trust": ca_trust or _system_trust(), "client_trust": client_trust, "identities": parsed}
 
         return LazyTlsSettings(build=build, trace=trace_fn, keylog=keylog_now)
-    trust, client_trust = _load_trust(ca_file, client_ca_file)
-    return TlsSettings(trust=trust, trace=trace_fn, keylog=KeyLog(os.fspath(keylog)) if keylog else None,
-                       identities=_parse_identities(identities), client_trust=client_trust)
+    return TlsSettings(trust=ca_trust or _system_trust(), trace=trace_fn, keylog=keylog_now,
+                       identities=parsed, client_trust=client_trust)

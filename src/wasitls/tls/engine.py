@@ -27,6 +27,9 @@ States and what `next_event()` does in each (the moves between them: `_TRANSITIO
     CLOSED       the peer closed: PeerClosed, every time
     FAILED       Failed, every time
 
+Limits a peer cannot push past: a handshake fails once it has taken MAX_HANDSHAKE_BYTES of raw
+input; a server with ALPN ids none of which the client offers sends no_application_protocol.
+
 Deviations from the draft API, all forced by OpenSSL 3.0:
 - A server cannot suspend after verifying a client certificate (SSL_set_retry_verify is client
   only). ClientIdentityReceived comes with the end of the handshake, before any plaintext has
@@ -59,6 +62,9 @@ from .trust import TrustStore
 TLS1_2 = o.TLS1_2_VERSION
 TLS1_3 = o.TLS1_3_VERSION
 MAX_SEND = 1 << 20  # plaintext accepted per send_plaintext call, so ciphertext cannot pile up unbounded
+# Raw bytes a handshake may take from the peer before it is failed: OpenSSL bounds each message
+# (a certificate chain to 100 KiB), not a stream of tiny records it accepts and ignores.
+MAX_HANDSHAKE_BYTES = 1 << 18
 READ_BUFFER = 1 << 16
 
 
@@ -433,6 +439,10 @@ class _Engine:
                 # parsed) and only names the failure, if any, by these first bytes.
                 self._not_tls = f"peer does not speak TLS ({_preview(data)})"
         self.bytes_received += len(data)
+        if not self.handshake_complete and self.bytes_received > MAX_HANDSHAKE_BYTES:
+            self._fail(f"the peer sent over {MAX_HANDSHAKE_BYTES >> 10} KiB without completing the handshake"
+                       " (a flood of handshake records?)")
+            return
         o.BIO_write(self._rbio, data, len(data))
 
     def connection_reset(self) -> None:
@@ -846,9 +856,12 @@ class ServerEngine(_Engine):
         alpn_ids: Iterable[bytes] = (),
         pause_on_client_hello: bool = True,
         client_trust: TrustStore | None = None,
+        refuse_unmatched_alpn: bool = True,
     ):
         super().__init__(config)
         self.pause_on_client_hello = pause_on_client_hello
+        # RFC 7301 3.2; False ignores the client's offer instead, as CPython's ssl server does
+        self.refuse_unmatched_alpn = refuse_unmatched_alpn
         self.client_trust = client_trust
         self._identities = list(identities)
         self._alpn_ids = _checked_alpn_ids(alpn_ids)
@@ -989,10 +1002,16 @@ class ServerEngine(_Engine):
         return ClientHelloReceived(server_name, alpn_ids, suites)
 
     def _on_alpn_select(self, out, outlen, offered, offered_len) -> int:
+        if not self._alpn_ids:  # a server that configured no ids does not do ALPN: ignore the offer
+            return o.SSL_TLSEXT_ERR_NOACK
         client_ids = set(_parse_alpn_list(ctypes.string_at(offered, offered_len)))
         for wanted, buffer in zip(self._alpn_ids, self._alpn_buffers):
             if wanted in client_ids:  # the server's order of preference decides
                 out[0] = ctypes.addressof(buffer)
                 outlen[0] = len(wanted)
                 return o.SSL_TLSEXT_ERR_OK
-        return o.SSL_TLSEXT_ERR_NOACK
+        if not self.refuse_unmatched_alpn:
+            return o.SSL_TLSEXT_ERR_NOACK
+        # RFC 7301 3.2: a server that supports none of the client's protocols SHALL send a fatal alert
+        self._reason = "no ALPN id in common with the client (no_application_protocol sent)"
+        return o.SSL_TLSEXT_ERR_ALERT_FATAL

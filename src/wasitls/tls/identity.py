@@ -93,7 +93,10 @@ def _parse_certificates(chain: bytes | Sequence[bytes]) -> list[int]:
         for index, blob in enumerate(blobs):
             blob = bytes(blob)
             if b"-----BEGIN" in blob:
-                found = parse_pem_certificates(blob)
+                try:
+                    found = parse_pem_certificates(blob)
+                except ValueError as e:
+                    raise IdentityError(f"certificate {index}: no valid PEM CERTIFICATE block ({e})") from None
                 if not found:
                     raise IdentityError(f"certificate {index}: no valid PEM CERTIFICATE block")
                 certs.extend(found)

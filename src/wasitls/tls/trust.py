@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import ssl
 import threading
 import weakref
-from pathlib import Path
 
+from ..inputfiles import read_input
 from . import openssl as o
 
 
@@ -26,8 +27,13 @@ def _free(store: int, roots: list[int]) -> None:
         o.X509_free(x509)
 
 
+# the PEM labels PEM_read_bio_X509 reads; counted to tell a damaged block from the end of the text
+_CERTIFICATE_BLOCK = re.compile(rb"-----BEGIN (?:X509 )?CERTIFICATE-----")
+
+
 def parse_pem_certificates(data: bytes) -> list[int]:
-    """Every CERTIFICATE block of a PEM text as owned X509* pointers; other blocks are skipped."""
+    """Every CERTIFICATE block of a PEM text as owned X509* pointers; other blocks are skipped.
+    ValueError when a CERTIFICATE block is damaged (bad base64, not an X.509 certificate)."""
     bio = o.BIO_new_mem_buf(data, len(data))  # borrows `data`, which outlives the BIO
     certs: list[int] = []
     try:
@@ -39,8 +45,13 @@ def parse_pem_certificates(data: bytes) -> list[int]:
             certs.append(x509)
     finally:
         o.BIO_free(bio)
-        # The loop always ends on "no start line"; a damaged block yields fewer certificates instead.
+        # The loop always ends on "no start line", or earlier on a damaged block.
         o.ERR_clear_error()
+    blocks = len(_CERTIFICATE_BLOCK.findall(data))
+    if len(certs) < blocks:
+        for x509 in certs:
+            o.X509_free(x509)
+        raise ValueError(f"PEM certificate block {len(certs) + 1} of {blocks} is damaged (not a valid certificate)")
     return certs
 
 
@@ -92,7 +103,10 @@ class TrustStore:
     @classmethod
     def from_pem(cls, data: bytes, *, description: str = "PEM roots") -> TrustStore:
         """Exactly the CERTIFICATE blocks in `data`, nothing from the system."""
-        roots = parse_pem_certificates(bytes(data))
+        try:
+            roots = parse_pem_certificates(bytes(data))
+        except ValueError as e:
+            raise TrustError(f"{description}: {e}") from None
         if not roots:
             raise TrustError(f"{description}: no PEM certificate found")
         store = o.X509_STORE_new()
@@ -105,7 +119,7 @@ class TrustStore:
     def from_pem_file(cls, path: str | os.PathLike) -> TrustStore:
         """Exactly the roots of a `ca_file` PEM bundle."""
         try:
-            data = Path(path).read_bytes()
+            data = read_input(path)
         except OSError as exc:
             raise TrustError(f"cannot read CA file {os.fspath(path)!r}: {exc.strerror}") from exc
         return cls.from_pem(data, description=f"CA file {os.fspath(path)!r}")

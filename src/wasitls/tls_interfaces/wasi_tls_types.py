@@ -10,6 +10,7 @@ from typing import Any
 
 from ..component.linker import HostInterface
 from ..component.values import Err, Ok
+from ..tls.config import TlsConfigError
 from ..tls_streams import GuestTls, TlsConnection
 from ..wasi.io.error import IoError
 from ..wasi.io.poll import Pollable
@@ -95,6 +96,8 @@ class Types(HostInterface):
     def client_handshake_finish(self, this: ClientHandshake) -> FutureClientStreams:
         try:
             conn = self.tls.client(this.server_name, this.input.source, this.output.sink)
+        except TlsConfigError as e:  # the system trust store could not be loaded (traced)
+            return FutureClientStreams(None, str(e))
         except ValueError:  # an empty name or one with a NUL: an error value, as on wasmtime
             return FutureClientStreams(None, "invalid server name")
         conn.advance(conn.handshake_settled)  # writes the ClientHello now

@@ -345,7 +345,9 @@ class Memory(HostInterface):
         incoming, outgoing = _Incoming(), _Outgoing()
         options: dict[str, Any] = {"config": self._config(settings, None),
                                    "identities": [identity.inner] if identity is not None else [],
-                                   "alpn_ids": settings["alpn-ids"], "pause_on_client_hello": stop_at_client_hello}
+                                   "alpn_ids": settings["alpn-ids"], "pause_on_client_hello": stop_at_client_hello,
+                                   # CPython's ssl server goes on without ALPN when no offer matches
+                                   "refuse_unmatched_alpn": False}
         if own is not None:
             options["client_trust"] = own
         try:

@@ -3,6 +3,7 @@ dropped parent; prints what each returned.
 
 Usage:
   tls_misuse client HOST PORT SERVER_NAME SCENARIO... [--id=SPEC --id2=SPEC]   each on a fresh connection
+      (a SCENARIO `random-<seed>`, client or server, is a random sequence of calls, the same for a seed)
   tls_misuse server PORT SCENARIO... --id=SPEC          each scenario on the next accepted connection
   tls_misuse identity LABEL=SPEC...                     private-identity.parse / identities.get
 
@@ -13,9 +14,11 @@ or for a future's `get`: `pending`, `ok`, `err` (resolved with an error), `consu
 Every scenario ends with `<scenario>.end`.
 """
 
+import random
+
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import environment, tls
+from wit_world.imports import environment, monotonic_clock, poll, tls
 
 import guestnet
 from tlsguest import (Failed, accept, close_socket, describe_get, fail, fingerprint, fmt_alpn, fmt_u16, leaf_of,
@@ -94,7 +97,10 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
     conn = tls.ClientConnection(rx, tx)
     streams = None
     try:
-        if name == "c-connect-twice":
+        if name.startswith("random-"):
+            random_client(s, random.Random(int(name[len("random-"):])), conn, server_name)
+            conn = None  # random_client dropped it
+        elif name == "c-connect-twice":
             hs = s.attempt("connect", conn.connect, server_name)
             s.attempt("connect-again", conn.connect, server_name)
             streams = finish_client(s, hs)
@@ -203,6 +209,34 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
             conn = None
             drop(s.resolve("verify-get", fut), fut)
             drop(hs)
+        elif name == "c-finish-beside-timer":
+            # issue 10 F13: poll the finish future beside a timer that has already fired, as a guest
+            # with a timeout does; every poll must come back, the timer served, until the handshake ends
+            done = tls.ClientHandshake.finish(conn.connect(server_name))
+            served = 0
+            while True:
+                with done.subscribe() as p, monotonic_clock.subscribe_duration(0) as timer:
+                    ready = poll.poll([p, timer])
+                served += 1 in ready
+                if 0 in ready:
+                    break
+            s.say("timer", "served" if served else "starved")
+            streams = s.resolve("finish", done)
+            drop(done)
+        elif name == "c-drop-connection-before-get":
+            # issue 10 F14: the handshake completed, the connection is dropped, then `get`
+            hs = conn.connect(server_name)
+            done = tls.ClientHandshake.finish(hs)
+            while True:
+                with done.subscribe() as p:
+                    if p.ready():
+                        break
+                    p.block()
+            s.say("finish", "ready")
+            drop(conn)
+            conn = None
+            streams = s.resolve("finish-get-after-drop", done)
+            drop(done)
         elif name == "c-drop-connection-after-finish":
             hs = conn.connect(server_name)
             tls_in, tls_out = finish_client(s, hs)
@@ -269,6 +303,198 @@ def client_scenario(name: str, host: str, port: int, server_name: str) -> None:
     s.say("end", "")
 
 
+# -- random sequences (tests/test_reliability_tls.py) ---------------------------------------------------
+
+RANDOM_STEPS = 14
+WAIT_NS = 10_000_000_000  # a future not ready within 10 s is reported as `hang`, a host bug
+
+
+def wait_or_hang(pollable) -> bool:
+    """Block on pollable beside a timer; False if the timer came first."""
+    with monotonic_clock.subscribe_duration(WAIT_NS) as timer:
+        return 0 in poll.poll([pollable, timer])
+
+
+class RandomRun:
+    """What client and server sequences share: futures got early, late and twice, and streams."""
+
+    def __init__(self, s: Scenario, rng: random.Random):
+        self.s, self.rng = s, rng
+        self.futures: list = []  # (kind, future)
+        self.streams = None
+
+    def ops(self) -> list[str]:
+        ops = []
+        if self.futures:
+            ops += ["get"] * 3 + ["get-now", "drop-future"]
+        if self.streams is not None:
+            ops += ["write", "write", "read", "read", "drop-streams"]
+        return ops
+
+    def run(self, tag: str, op: str) -> None:
+        s, rng = self.s, self.rng
+        if op in ("get", "get-now"):
+            index = rng.randrange(len(self.futures))
+            kind, fut = self.futures[index]
+            if op == "get":
+                with fut.subscribe() as p:
+                    if not wait_or_hang(p):
+                        s.say(tag, f"{kind}:hang")
+                        return
+            got = fut.get()
+            s.say(tag, f"{kind}:{describe_get(got)}")
+            if got is not None and rng.random() < 0.7:  # mostly forget a read future; sometimes read it again
+                self.futures.pop(index)
+                drop(fut)
+            if got is not None and not isinstance(got, Err) and not isinstance(got.value, Err):
+                value = got.value.value
+                if kind == "finish":
+                    if self.streams is not None:
+                        drop(*self.streams)
+                    self.streams = value
+                else:
+                    drop(value)  # an identity, a client hello, or a request left unanswered
+        elif op == "drop-future":
+            kind, fut = self.futures.pop(rng.randrange(len(self.futures)))
+            drop(fut)
+            s.say(tag, "dropped")
+        elif op == "write":
+            tls_out = self.streams[1]
+            try:
+                permit = tls_out.check_write()
+                tls_out.write(b"x" * min(permit, 16))
+                s.say(tag, "ok")
+            except Err:
+                s.say(tag, "err")
+        elif op == "read":
+            try:
+                s.say(tag, f"ok:{len(self.streams[0].read(16))}")
+            except Err:
+                s.say(tag, "err")
+        elif op == "drop-streams":
+            drop(*self.streams)
+            self.streams = None
+            s.say(tag, "dropped")
+
+    def end(self) -> None:
+        if self.streams is not None:
+            drop(*self.streams)
+        for _, fut in self.futures:
+            drop(fut)
+
+
+def random_client(s: Scenario, rng: random.Random, conn, server_name: str) -> None:
+    """A random sequence of wasitls:tls client calls; every outcome printed, none may trap. Only what
+    the guest itself must never do is avoided: using a handshake after finish or abort (the bindings
+    consume it) and answering a certificate request late (a documented trap)."""
+    run = RandomRun(s, rng)
+    hs = None
+    handshake_used = False
+    for step in range(RANDOM_STEPS):
+        # repeats weigh the choice: dropping the connection early would end most sequences at once
+        ops = ["facts"] + ["drop-conn"] * (step >= 4) if conn is not None else []
+        if conn is not None and not handshake_used and hs is None:
+            ops += ["connect"] * 6
+        if hs is not None:
+            ops += ["alpn", "verify", "verify", "request", "request", "finish", "finish", "abort", "drop-hs"]
+        ops += run.ops()
+        if not ops:
+            break
+        op = rng.choice(ops)
+        tag = f"{step}.{op}"
+        if op == "connect":
+            hs = s.attempt(tag, conn.connect, server_name)
+            handshake_used = hs is not None
+        elif op == "facts":
+            s.facts(tag, conn)
+        elif op == "drop-conn":
+            drop(conn)
+            conn = None
+            s.say(tag, "dropped")
+        elif op == "alpn":
+            s.attempt(tag, hs.configure_alpn_ids, [b"h2"] if rng.random() < 0.5 else [])
+        elif op in ("verify", "request"):
+            call = hs.verify_server_identity if op == "verify" else hs.receive_client_identity_request
+            fut = s.attempt(tag, call)
+            if fut is not None:
+                run.futures.append((op, fut))
+        elif op == "finish":
+            run.futures.append(("finish", tls.ClientHandshake.finish(hs)))
+            hs = None
+            s.say(tag, "called")
+        elif op == "abort":
+            with tls.ClientHandshake.abort(hs) as written:
+                s.say(tag, "written" if wait_or_hang(written) else "hang")
+            hs = None
+        elif op == "drop-hs":
+            drop(hs)
+            hs = None
+            s.say(tag, "dropped")
+        else:
+            run.run(tag, op)
+    run.end()
+    drop(hs, conn)
+
+
+def random_server(s: Scenario, rng: random.Random, conn, identity) -> None:
+    """The server's counterpart of random_client (post-handshake requests included)."""
+    run = RandomRun(s, rng)
+    hs = None
+    handshake_used = False
+    for step in range(RANDOM_STEPS):
+        ops = ["facts"] + ["drop-conn"] * (step >= 4) if conn is not None else []
+        if conn is not None and handshake_used:
+            ops += ["post-handshake"] * (1 if hs is not None else 3)
+        if conn is not None and not handshake_used and hs is None:
+            ops += ["accept"] * 6
+        if hs is not None:
+            ops += ["hello", "hello", "alpn", "identities", "identities", "request", "finish", "finish", "abort",
+                    "drop-hs"]
+        ops += run.ops()
+        if not ops:
+            break
+        op = rng.choice(ops)
+        tag = f"{step}.{op}"
+        if op == "accept":
+            hs = s.attempt(tag, conn.accept)
+            handshake_used = hs is not None
+        elif op == "facts":
+            s.facts(tag, conn)
+        elif op == "drop-conn":
+            drop(conn)
+            conn = None
+            s.say(tag, "dropped")
+        elif op == "post-handshake":
+            fut = s.attempt(tag, conn.request_client_identity)
+            if fut is not None:
+                run.futures.append(("post-handshake", fut))
+        elif op == "alpn":
+            s.attempt(tag, hs.configure_alpn_ids, [b"http/1.1"] if rng.random() < 0.5 else [])
+        elif op == "identities":
+            s.attempt(tag, hs.configure_server_identities, [identity] if rng.random() < 0.8 else [])
+        elif op in ("hello", "request"):
+            call = hs.receive_client_hello if op == "hello" else hs.request_client_identity
+            fut = s.attempt(tag, call)
+            if fut is not None:
+                run.futures.append((op, fut))
+        elif op == "finish":
+            run.futures.append(("finish", tls.ServerHandshake.finish(hs)))
+            hs = None
+            s.say(tag, "called")
+        elif op == "abort":
+            with tls.ServerHandshake.abort(hs) as written:
+                s.say(tag, "written" if wait_or_hang(written) else "hang")
+            hs = None
+        elif op == "drop-hs":
+            drop(hs)
+            hs = None
+            s.say(tag, "dropped")
+        else:
+            run.run(tag, op)
+    run.end()
+    drop(hs, conn)
+
+
 # -- server scenarios -------------------------------------------------------------------------------
 
 def server_scenario(name: str, listener, identity) -> None:
@@ -284,7 +510,10 @@ def server_scenario(name: str, listener, identity) -> None:
         return got
 
     try:
-        if name == "s-accept-twice":
+        if name.startswith("random-"):
+            random_server(s, random.Random(int(name[len("random-"):])), conn, identity)
+            conn = None  # random_server dropped it
+        elif name == "s-accept-twice":
             hs = s.attempt("accept", conn.accept)
             s.attempt("accept-again", conn.accept)
             hs.configure_server_identities([identity])

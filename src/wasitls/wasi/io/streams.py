@@ -178,10 +178,16 @@ class OutputStream:
     def subscribe(self) -> Pollable:
         return Pollable(_DoneOr(self))
 
+    # The length is checked against the permit before any zeroes exist: it is a guest-chosen u64.
     def write_zeroes(self, len: int) -> None:
+        permit = self.check_write()
+        if len > permit:
+            raise Trap(f"output-stream.write-zeroes of {len} bytes exceeds the {permit} bytes check-write permitted")
         self.write(bytes(len))
 
     def blocking_write_zeroes_and_flush(self, len: int) -> None:
+        if len > BLOCKING_LIMIT:
+            raise Trap(f"blocking-write-zeroes-and-flush of {len} bytes exceeds the {BLOCKING_LIMIT}-byte limit")
         self.blocking_write_and_flush(bytes(len))
 
     def splice(self, src: InputStream, len: int) -> int:
