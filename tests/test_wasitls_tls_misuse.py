@@ -442,7 +442,7 @@ def test_cli_identity_errors(misuse, pkis, key_files, problem, message):
 
 
 
-def test_finish_beside_a_timer_against_a_handshake_flood(misuse, pkis, _fast_engine):
+def test_finish_beside_a_timer_against_a_handshake_flood(misuse, pkis):
     """Issue 10 F13 from a guest: a peer streaming HelloRequest records (which OpenSSL's client
     accepts before the ServerHello) while the guest polls finish's future beside a fired timer. The
     timer is served, and the handshake fails with the flood named in the trace, after at most

@@ -14,6 +14,7 @@ Which package may import which (tests/test_layering.py checks every import again
                      sizes): imports nothing; shared by component/, tls/ and the front
     tls_streams.py   the glue between the TLS core and byte streams: tls/, wasi.io, shared modules
     tls_interfaces/  the TLS interfaces we serve: everything above
+    preview1/        WASI preview 1 for core modules (and its sockets, hTLS): the same as tls_interfaces
     host, served, cli, demo, guestbuild, devtools
                      the front: anything (devtools: helpers the tests and benches share)
 """
@@ -31,6 +32,7 @@ IMPORT_RULE = {
     "tls": ["inputfiles"],
     "tls_streams": ["tls", "wasi.io", "records", "lifetime"],
     "tls_interfaces": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
+    "preview1": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
     "served": ["component"],
     "host": ["*"], "cli": ["*"], "demo": ["*"], "guestbuild": ["*"], "devtools": ["*"], "__main__": ["*"], "__init__": ["*"],
 }

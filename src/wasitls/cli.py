@@ -27,7 +27,7 @@ def _exit_now(status: int) -> None:
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a WASI 0.2 command component",
+    p = sub.add_parser("run", help="run a WASI 0.2 command component or a WASI preview 1 command module",
                        usage="wasitls run [OPTIONS] COMPONENT [ARGS...]")
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
                    help="preopen a directory (GUEST_DIR defaults to HOST_DIR; HOST_DIR:: names it '' as wasmtime does); "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from .component.backend import Backend
@@ -195,7 +196,10 @@ class Host:
                 wasm.close()
 
     def run(self, component: str | os.PathLike | bytes, args: Iterable[str] = (), *, argv0: str | None = None) -> int:
-        """Runs a command component; returns its exit status. Raises HostError if it cannot start."""
+        """Runs a command component, or a WASI preview 1 command module; returns its exit status.
+        Raises HostError if it cannot start."""
+        if _is_core_module(component):
+            return self._run_preview1(component, args, argv0)
         loaded = self.load(component)
         # any version of wasi:cli/run, as the component names it
         run_iface = next((n for n in loaded.exported_interfaces() if split_name(n)[0] == "wasi:cli/run"), None)
@@ -216,6 +220,48 @@ class Host:
             return e.status
         finally:
             ctx.lifetime.end()
+
+
+    def _run_preview1(self, module: str | os.PathLike | bytes, args: Iterable[str], argv0: str | None) -> int:
+        """A WASI preview 1 command module (src/wasitls/preview1), with the same options and exit rules."""
+        import wasmtime
+
+        from .preview1 import run_module
+
+        name = "module" if isinstance(module, (bytes, bytearray)) else os.fspath(module)
+        try:
+            wasm: bytes | WasmFile = bytes(module) if isinstance(module, (bytes, bytearray)) else WasmFile(module)
+        except OSError as e:
+            raise HostError(f"cannot read {name}: {e.strerror}") from None
+        if argv0 is None:
+            argv0 = "module.wasm" if isinstance(module, (bytes, bytearray)) else os.path.basename(name)
+        ctx = self._ctx([argv0, *args])
+        wasmtime_engine = getattr(self.backend, "wasmtime_engine", None)  # compiled code is per engine
+        if wasmtime_engine is None:
+            wasmtime_engine = self.__dict__.setdefault("_p1_wasmtime_engine", wasmtime.Engine())
+        warn = self.progress or (lambda line: print(f"wasitls: {line}", file=sys.stderr, flush=True))
+        try:
+            return run_module(wasm, ctx, wasmtime_engine=wasmtime_engine, cache=self.cache, tls_settings=self._tls,
+                              progress=self.progress, warn=lambda line: warn(f"warning: {line}"))
+        except ComponentError as e:
+            raise HostError(f"{name}: {e}") from None
+        finally:
+            if isinstance(wasm, WasmFile):
+                wasm.close()
+            ctx.lifetime.end()
+
+
+def _is_core_module(component: str | os.PathLike | bytes) -> bool:
+    """A core module starts with the wasm magic and version 1 (a component has version 0x0d)."""
+    if isinstance(component, (bytes, bytearray)):
+        head = bytes(component[:8])
+    else:
+        try:
+            with open(component, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            return False  # load() reports it
+    return head == b"\0asm\x01\0\0\0"
 
 
 __all__ = ["Host", "HostError", "GuestTrap"]

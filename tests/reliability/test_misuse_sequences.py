@@ -41,7 +41,7 @@ def check_run(run, names: list[str]) -> None:
     assert not hangs, hangs
 
 
-def test_random_client_call_sequences(misuse, pkis, passed, _fast_engine):
+def test_random_client_call_sequences(misuse, pkis, passed):
     pki = pkis["ECDSA"]
     outcomes: dict[str, int] = {}
     for first in range(0, SEQUENCES, BATCH):
@@ -71,7 +71,7 @@ def clients(port: int, count: int, ctx: ssl.SSLContext) -> None:
             pass
 
 
-def test_random_server_call_sequences(misuse, pkis, passed, _fast_engine):
+def test_random_server_call_sequences(misuse, pkis, passed):
     pki = pkis["ECDSA"]
     ctx = py_client_context(pki, "TLSv1.3", cert=pki.alice, post_handshake_auth=True)
     outcomes: dict[str, int] = {}

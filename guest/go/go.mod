@@ -1,0 +1,3 @@
+module wasitls.dev/guest/go
+
+go 1.22
