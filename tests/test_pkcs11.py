@@ -371,3 +371,52 @@ def test_embedding_api_token_identity(token):
     identity = host._tls().identities["web"]
     assert isinstance(identity, PrivateIdentity)
     assert identity.public_identity().export_x509_chain() == [token.ders["RSA"]]
+
+
+# -- preview-1 hTLS: the same identities by name ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def socktool():
+    from p1.build import build_c
+    return build_c("socktool", sdk=True)
+
+
+def test_preview1_server_side_htls_on_token_identity(token, socktool):
+    """A preview-1 module serving hTLS with `--identity site=pkcs11:...`: curl verifies it against the test CA."""
+    curl = need("curl", "curl")
+    port = free_port()
+    cmd = [sys.executable, "-m", "wasitls", "run", "--allow-listen", f"127.0.0.1:{port}",
+           *token.identity("site", "ECDSA"), *token.options(), str(socktool), "https-server", "127.0.0.1", str(port),
+           "site", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "bind: ok\n", proc.stderr
+        assert proc.stdout.readline() == "listen: ok\n"
+        fetched = subprocess.run([curl, "-sS", "--cacert", str(token.ca), f"https://localhost:{port}/"],
+                                 capture_output=True, text=True, timeout=TIMEOUT)
+        proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.startswith("hello over host TLS"), fetched
+
+
+def test_preview1_client_identity_by_name_on_token_identity(token, socktool, tmp_path):
+    """A preview-1 client names the token identity (the hTLS identity option); Python ssl, requiring a
+    client certificate from the test CA, completes the handshake."""
+    import trustme
+    from test_wasi_tls import HttpsServer, server_context
+
+    server_ca = trustme.CA()
+    server_ca.cert_pem.write_to_path(str(tmp_path / "server-ca.pem"))
+    context = server_context(server_ca.issue_cert("localhost"), version=ssl.TLSVersion.TLSv1_3)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(token.ca))
+    with HttpsServer(context, b"ok") as server:
+        proc = subprocess.run([sys.executable, "-m", "wasitls", "run", "--allow-net", "127.0.0.1", "--ca-file",
+                               str(tmp_path / "server-ca.pem"), *token.identity("me", "RSA"), *token.options(),
+                               str(socktool), "fetch", "127.0.0.1", str(server.port), "localhost", "", "me"],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "identity: ok" in proc.stdout
+    assert server.errors == []
