@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import hashlib
 import ipaddress
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -218,7 +220,6 @@ def test_guest_server_on_token_identity(token, min_server, version, key_type):
         context = ssl.create_default_context(cafile=str(token.ca))
         context.minimum_version = context.maximum_version = {"TLSv1.2": ssl.TLSVersion.TLSv1_2,
                                                              "TLSv1.3": ssl.TLSVersion.TLSv1_3}[version]
-        import socket
         with socket.create_connection(("127.0.0.1", guest.port), timeout=TIMEOUT) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
                 py_der, py_version = tls.getpeercert(binary_form=True), tls.version()
@@ -295,7 +296,6 @@ def test_guest_client_presents_token_identity_to_nginx(token, client_showcase, p
     assert (facts["client-identity-request"], facts["responded"]) == ("some", sha256(token.ders[key_type]))
     body = dict(line.split("=", 1) for line in run.response.split("\r\n\r\n", 1)[1].splitlines() if "=" in line)
     assert (body["protocol"], body["verify"]) == (version, "SUCCESS")
-    import hashlib
     assert body["fingerprint"] == hashlib.sha1(token.ders[key_type]).hexdigest()
 
 
@@ -420,3 +420,28 @@ def test_preview1_client_identity_by_name_on_token_identity(token, socktool, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "identity: ok" in proc.stdout
     assert server.errors == []
+
+
+# -- the URI form -----------------------------------------------------------------------------------
+
+def test_uri_forms():
+    """RFC 7512 as the host reads it: path attributes percent-decoded and passed on without the query;
+    pin-source as a file (file:/p, file:///p, a path); module-path; the rest refused, never echoing a PIN."""
+    from wasitls.tls.pkcs11 import TokenError, parse_uri, redacted
+
+    uri = parse_uri("pkcs11:token=my%20token;object=web;id=%01?pin-source=file:///run/pin&module-path=/m.so")
+    assert uri.attributes == {"token": "my token", "object": "web", "id": "\x01"}
+    assert uri.engine_uri == "pkcs11:token=my%20token;object=web;id=%01"
+    assert (uri.pin_source, uri.module_path) == ("/run/pin", "/m.so")
+    assert parse_uri("pkcs11:object=a?pin-source=file:/p").pin_source == "/p"
+    assert parse_uri("pkcs11:object=a?pin-source=/p").pin_source == "/p"
+    for text, says in [("pkcs11:", "names no key"), ("pkcs11:object", "not an attribute"),
+                       ("pkcs11:object=a?pin-source=%7Cpinentry", "running a command for the PIN is not supported"),
+                       ("pkcs11:object=a?pin-source=https://x/pin", "only file: pin sources"),
+                       ("pkcs11:object=a?module-name=softhsm2", "'module-name' is not supported"),
+                       ("pkcs11:object=a?pin-value=1234", "pin-value in a PKCS#11 URI is refused"),
+                       ("pkcs11:object=a,/tmp/cert.pem", "'/' in the URI's path")]:
+        with pytest.raises(TokenError) as raised:
+            parse_uri(text)
+        assert says in str(raised.value) and "1234" not in str(raised.value)
+    assert redacted("pkcs11:object=a?pin-value=1234&x=y") == "pkcs11:object=a?pin-value=...&x=y"
