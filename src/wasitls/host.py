@@ -95,6 +95,8 @@ class Host:
         tls_keylog: str | os.PathLike | None = None,
         identities: Mapping[str, tuple[str, str]] | Iterable[str] = (),
         client_ca_file: str | os.PathLike | None = None,
+        pkcs11_module: str | os.PathLike | None = None,
+        pkcs11_pin_file: str | os.PathLike | None = None,
         stdin: bytes | int | None = None,
         stdout: int | BinaryIO | None = None,
         stderr: int | BinaryIO | None = None,
@@ -110,6 +112,9 @@ class Host:
             "keylog": None if tls_keylog is None else str(tls_keylog),
             "identities": identities,
             "client_ca_file": None if client_ca_file is None else str(client_ca_file),
+            # identities `NAME=pkcs11:URI,CERT.pem`: the token's module and the file holding its PIN
+            "pkcs11_module": None if pkcs11_module is None else str(pkcs11_module),
+            "pkcs11_pin_file": None if pkcs11_pin_file is None else str(pkcs11_pin_file),
         }
         self._tls_config: Any = None
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
