@@ -47,7 +47,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="trust these roots for client certificates a guest server receives")
     p.add_argument("--identity", action="append", default=[], metavar="NAME=KEY.pem,CERT.pem[,PASSFILE]",
                    help="a private identity the host holds for the guest (wasitls:tls/identities; the key never "
-                        "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
+                        "enters the guest); PASSFILE holds the passphrase of an encrypted key; "
+                        "NAME=pkcs11:URI,CERT.pem: the key stays in a PKCS#11 token (RFC 7512 URI); repeatable")
+    p.add_argument("--pkcs11-module", metavar="PATH", default=os.environ.get("WASITLS_PKCS11_MODULE"),
+                   help="the PKCS#11 module for pkcs11: identities, e.g. /usr/lib/softhsm/libsofthsm2.so "
+                        "(also: WASITLS_PKCS11_MODULE)")
+    p.add_argument("--pkcs11-pin-file", metavar="FILE",
+                   help="a file holding the token's PIN for pkcs11: identities (a URI's pin-source=file:... wins)")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
                                                         "file, a character device, or a FIFO a reader holds open)")
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         host = Host(
             dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
             ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
+            pkcs11_module=ns.pkcs11_module, pkcs11_pin_file=ns.pkcs11_pin_file,
             tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
             tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
             cache=not ns.no_cache, progress=_progress,

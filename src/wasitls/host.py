@@ -16,7 +16,7 @@ from .component.compile_cache import CompileCache, WasmFile
 from .component.errors import ComponentError, GuestTrap
 from .component.linker import HostLinker, split_name
 from .component.values import Err, GuestExit
-from .inputfiles import InputFileError
+from .inputfiles import COMPONENT_LIMIT, InputFileError, open_input
 from .policy import NetworkUse, Policy, PolicyError
 from .wasi.ctx import BytesSource, FdSource, WasiCtx, WriterSink
 
@@ -95,6 +95,8 @@ class Host:
         tls_keylog: str | os.PathLike | None = None,
         identities: Mapping[str, tuple[str, str]] | Iterable[str] = (),
         client_ca_file: str | os.PathLike | None = None,
+        pkcs11_module: str | os.PathLike | None = None,
+        pkcs11_pin_file: str | os.PathLike | None = None,
         tls_guest_insecure: bool = False,
         tls_guest_roots: str = "narrow",
         stdin: bytes | int | None = None,
@@ -112,6 +114,9 @@ class Host:
             "keylog": None if tls_keylog is None else str(tls_keylog),
             "identities": identities,
             "client_ca_file": None if client_ca_file is None else str(client_ca_file),
+            # identities `NAME=pkcs11:URI,CERT.pem`: the token's module and the file holding its PIN
+            "pkcs11_module": None if pkcs11_module is None else str(pkcs11_module),
+            "pkcs11_pin_file": None if pkcs11_pin_file is None else str(pkcs11_pin_file),
         }
         if tls_guest_roots not in ("narrow", "own"):
             raise HostError(f"tls_guest_roots: 'narrow' or 'own', not {tls_guest_roots!r}")
@@ -169,20 +174,7 @@ class Host:
         return linker
 
     def load(self, component: str | os.PathLike | bytes) -> Any:
-        if isinstance(component, (bytes, bytearray)):
-            wasm: bytes | WasmFile = bytes(component)
-        else:
-            try:
-                # opened now, read only if the compile cache does not already know this file
-                wasm = WasmFile(component)
-            except InputFileError as e:  # a device, a FIFO, a socket; or larger than any component
-                raise HostError(f"{component}: {e.strerror}") from None
-            except FileNotFoundError:
-                raise HostError(f"no such file: {component}") from None
-            except IsADirectoryError:
-                raise HostError(f"{component} is a directory, not a component") from None
-            except OSError as e:
-                raise HostError(f"cannot read {component}: {e.strerror}") from None
+        wasm = _open_wasm(component, "component")
         try:
             return self.backend.load(wasm, cache=self.cache, progress=self.progress)
         except ComponentError as e:
@@ -229,10 +221,7 @@ class Host:
         from .preview1 import run_module
 
         name = "module" if isinstance(module, (bytes, bytearray)) else os.fspath(module)
-        try:
-            wasm: bytes | WasmFile = bytes(module) if isinstance(module, (bytes, bytearray)) else WasmFile(module)
-        except OSError as e:
-            raise HostError(f"cannot read {name}: {e.strerror}") from None
+        wasm = _open_wasm(module, "module")
         if argv0 is None:
             argv0 = "module.wasm" if isinstance(module, (bytes, bytearray)) else os.path.basename(name)
         ctx = self._ctx([argv0, *args])
@@ -251,13 +240,30 @@ class Host:
             ctx.lifetime.end()
 
 
+def _open_wasm(path: str | os.PathLike | bytes, kind: str) -> bytes | WasmFile:
+    """The bytes given, or the file opened (read only if the compile cache does not already know it);
+    a file that cannot be a wasm input is one line for the person running it."""
+    if isinstance(path, (bytes, bytearray)):
+        return bytes(path)
+    try:
+        return WasmFile(path)
+    except InputFileError as e:  # a device, a FIFO, a socket; or larger than any component
+        raise HostError(f"{path}: {e.strerror}") from None
+    except FileNotFoundError:
+        raise HostError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise HostError(f"{path} is a directory, not a {kind}") from None
+    except OSError as e:
+        raise HostError(f"cannot read {path}: {e.strerror}") from None
+
+
 def _is_core_module(component: str | os.PathLike | bytes) -> bool:
     """A core module starts with the wasm magic and version 1 (a component has version 0x0d)."""
     if isinstance(component, (bytes, bytearray)):
         head = bytes(component[:8])
     else:
         try:
-            with open(component, "rb") as f:
+            with open_input(component, COMPONENT_LIMIT)[0] as f:  # never blocks on a FIFO or reads a device
                 head = f.read(8)
         except OSError:
             return False  # load() reports it

@@ -140,6 +140,15 @@ d2i_PKCS8PrivateKey_bio = _declare(
 )
 d2i_AutoPrivateKey = _declare(libcrypto, "d2i_AutoPrivateKey", c_void_p, c_void_p, c_void_pp, c_long)
 
+# --- libcrypto: ENGINE (keys held by a PKCS#11 token through Debian's libengine-pkcs11-openssl) ---
+ENGINE_by_id = _declare(libcrypto, "ENGINE_by_id", c_void_p, c_char_p)
+ENGINE_ctrl_cmd_string = _declare(libcrypto, "ENGINE_ctrl_cmd_string", c_int, c_void_p, c_char_p, c_char_p, c_int)
+ENGINE_init = _declare(libcrypto, "ENGINE_init", c_int, c_void_p)
+ENGINE_free = _declare(libcrypto, "ENGINE_free", c_int, c_void_p)
+# EVP_PKEY *ENGINE_load_private_key(ENGINE *e, const char *key_id, UI_METHOD *ui, void *callback_data)
+ENGINE_load_private_key = _declare(libcrypto, "ENGINE_load_private_key", c_void_p, c_void_p, c_char_p, c_void_p,
+                                   c_void_p)
+
 X509_V_OK = 0
 X509_V_ERR_APPLICATION_VERIFICATION = 50
 X509_V_ERR_HOSTNAME_MISMATCH = 62
