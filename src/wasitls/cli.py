@@ -57,6 +57,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
                                                         "file, a character device, or a FIFO a reader holds open)")
+    p.add_argument("--tls-guest-insecure", action="store_true",
+                   help="let a guest's ssl module turn off certificate and host name checks (CERT_NONE, "
+                        "check_hostname=False); refused by default")
+    p.add_argument("--tls-guest-roots", choices=["narrow", "own"], default="narrow",
+                   help="CA certificates a guest's ssl module loads: 'narrow' (default) can only narrow the "
+                        "host's trust; 'own' replace it for that guest's connections, as in CPython")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
                    help="component engine: our own runtime (fast) or wasmtime-py's component API (reference; it "
                         "cannot make host calls that borrow two resources, e.g. wasi:sockets tcp start-connect, "
@@ -66,6 +72,31 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                                                            "(also: WASITLS_NO_CACHE=1)")
     p.add_argument("component", metavar="COMPONENT")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+
+def _build_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build a Python guest (componentize-py) whose ssl module is done by the host",
+                       usage="wasitls build [-p DIR]... [-o OUT.wasm] APP")
+    p.add_argument("app", metavar="APP", help="the app: a .py file, or a module name found on the -p paths")
+    p.add_argument("-p", "--python-path", action="append", default=[], metavar="DIR",
+                   help="a directory of Python modules and packages to include (e.g. from pip install --target DIR); "
+                        "repeatable, searched in order")
+    p.add_argument("-o", "--output", metavar="OUT.wasm", help="where to write the component (default: APP.wasm)")
+
+
+def _build(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .guestbuild import GuestBuildError, build_app
+
+    output = ns.output or f"{Path(ns.app).stem if ns.app.endswith('.py') else ns.app.split('.')[-1]}.wasm"
+    try:
+        out = build_app(ns.app, output, ns.python_path, progress=_progress)
+    except GuestBuildError as e:
+        print(f"wasitls: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wasitls: wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _fill_closed_std_fds() -> None:
@@ -90,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasitls", description="Run WebAssembly components with host TLS.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _build_parser(sub)
     demo = sub.add_parser("demo", help="offline demo: a guest fetches a page over host TLS from a local server")
     demo.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE))
     ns = parser.parse_args(argv)
     try:
+        if ns.command == "build":
+            return _build(ns)
         if ns.command == "demo":
             from .demo import run_demo
             return run_demo(engine=ns.engine, progress=_progress)
@@ -102,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
             pkcs11_module=ns.pkcs11_module, pkcs11_pin_file=ns.pkcs11_pin_file,
             tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
+            tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
             cache=not ns.no_cache, progress=_progress,
         )
         status = host.run(ns.component, ns.args)

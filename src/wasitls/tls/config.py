@@ -57,16 +57,18 @@ class TlsSettings:
         # the name, servers too
         self.client_config = EngineConfig(trust, keylog=keylog)
 
-    def client_engine(self, server_name: str, **options: Any) -> Any:
+    def client_engine(self, server_name: str, *, config: Any = None, **options: Any) -> Any:
+        """`config`: an EngineConfig of other trust or versions than the host's (memory TLS)."""
         from .engine import ClientEngine
 
-        return ClientEngine(self.client_config, server_name, **options)
+        return ClientEngine(config or self.client_config, server_name, **options)
 
-    def server_engine(self) -> Any:
+    def server_engine(self, *, config: Any = None, **options: Any) -> Any:
         from .engine import ServerEngine
 
         # Client certificates are checked against --client-ca-file, else the host's TLS trust.
-        return ServerEngine(self.client_config, client_trust=self.client_trust)
+        options.setdefault("client_trust", self.client_trust)
+        return ServerEngine(config or self.client_config, **options)
 
 
 class LazyTlsSettings(TlsSettings):
