@@ -54,13 +54,25 @@ def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
                    help="trust these roots for client certificates a guest server receives")
     p.add_argument("--identity", action="append", default=[], metavar="NAME=KEY.pem,CERT.pem[,PASSFILE]",
                    help="a private identity the host holds for the guest (wasitls:tls/identities; the key never "
-                        "enters the guest); PASSFILE holds the passphrase of an encrypted key; repeatable")
+                        "enters the guest); PASSFILE holds the passphrase of an encrypted key; "
+                        "NAME=pkcs11:URI,CERT.pem: the key stays in a PKCS#11 token (RFC 7512 URI); repeatable")
+    p.add_argument("--pkcs11-module", metavar="PATH", default=os.environ.get("WASITLS_PKCS11_MODULE"),
+                   help="the PKCS#11 module for pkcs11: identities, e.g. /usr/lib/softhsm/libsofthsm2.so "
+                        "(also: WASITLS_PKCS11_MODULE)")
+    p.add_argument("--pkcs11-pin-file", metavar="FILE",
+                   help="a file holding the token's PIN for pkcs11: identities (a URI's pin-source=file:... wins)")
     p.add_argument("--http-client-identity", action="append", default=[], metavar="HOST=NAME",
                    help="wasi:http requests to HOST over HTTPS present the --identity NAME as their client "
                         "certificate ('*' for every host); repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
                                                         "file, a character device, or a FIFO a reader holds open)")
+    p.add_argument("--tls-guest-insecure", action="store_true",
+                   help="let a guest's ssl module turn off certificate and host name checks (CERT_NONE, "
+                        "check_hostname=False); refused by default")
+    p.add_argument("--tls-guest-roots", choices=["narrow", "own"], default="narrow",
+                   help="CA certificates a guest's ssl module loads: 'narrow' (default) can only narrow the "
+                        "host's trust; 'own' replace it for that guest's connections, as in CPython")
     p.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE),
                    help="component engine: our own runtime (fast) or wasmtime-py's component API (reference; it "
                         "cannot make host calls that borrow two resources, e.g. wasi:sockets tcp start-connect, "
@@ -68,6 +80,31 @@ def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
                         "with a line saying so)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
                                                            "(also: WASITLS_NO_CACHE=1)")
+
+
+def _build_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build a Python guest (componentize-py) whose ssl module is done by the host",
+                       usage="wasitls build [-p DIR]... [-o OUT.wasm] APP")
+    p.add_argument("app", metavar="APP", help="the app: a .py file, or a module name found on the -p paths")
+    p.add_argument("-p", "--python-path", action="append", default=[], metavar="DIR",
+                   help="a directory of Python modules and packages to include (e.g. from pip install --target DIR); "
+                        "repeatable, searched in order")
+    p.add_argument("-o", "--output", metavar="OUT.wasm", help="where to write the component (default: APP.wasm)")
+
+
+def _build(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .guestbuild import GuestBuildError, build_app
+
+    output = ns.output or f"{Path(ns.app).stem if ns.app.endswith('.py') else ns.app.split('.')[-1]}.wasm"
+    try:
+        out = build_app(ns.app, output, ns.python_path, progress=_progress)
+    except GuestBuildError as e:
+        print(f"wasitls: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wasitls: wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _fill_closed_std_fds() -> None:
@@ -92,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasitls", description="Run WebAssembly components with host TLS.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _build_parser(sub)
     demo = sub.add_parser("demo", help="offline demo: a guest fetches a page over host TLS from a local server")
     demo.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE))
     from .serve import add_parser as _serve_parser
@@ -102,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         return Host(
             dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
             ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
+            pkcs11_module=ns.pkcs11_module, pkcs11_pin_file=ns.pkcs11_pin_file,
             tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
+            tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
             cache=not ns.no_cache, progress=_progress, http_client_identities=ns.http_client_identity, **extra,
         )
 
     try:
+        if ns.command == "build":
+            return _build(ns)
         if ns.command == "demo":
             from .demo import run_demo
             return run_demo(engine=ns.engine, progress=_progress)

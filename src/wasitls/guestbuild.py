@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["GuestBuildError", "build_guest", "guest_cache_dir", "assemble_wit", "VENDORED_WIT"]
+__all__ = ["GuestBuildError", "build_guest", "build_app", "guest_cache_dir", "assemble_wit", "VENDORED_WIT"]
 
 VENDORED_WIT = Path(__file__).resolve().parent / "wit"
 WASI_VERSION = "0.2.9"
@@ -108,6 +108,15 @@ def _componentize_command() -> list[str]:
     return [sys.executable, "-c", "import sys, componentize_py; sys.exit(componentize_py.script())"]
 
 
+def _hermetic_env(tmp: Path) -> dict[str, str]:
+    """componentize-py appends a site-packages to its path: $VIRTUAL_ENV's, else pipenv's, else the
+    `python3` on PATH's. Point it at an empty one, so a guest holds only what its -p paths give
+    (all of them hashed into the cache key), never whatever the builder's Python has installed."""
+    empty = tmp / "no-venv"
+    (empty / "lib" / "site-packages").mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "VIRTUAL_ENV": str(empty)}
+
+
 def build_guest(
     source_dir: Path,
     world: str,
@@ -172,7 +181,7 @@ def build_guest(
             for lib_dir in lib_dirs:
                 cmd += ["-p", str(lib_dir)]
             cmd += [app, "-o", str(partial)]
-            proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=_hermetic_env(tmp_path))
             if proc.returncode != 0 or not partial.exists():
                 partial.unlink(missing_ok=True)
                 # componentize-py appends a Rust backtrace that says nothing about the guest.
@@ -182,3 +191,120 @@ def build_guest(
             if progress is not None:
                 progress(f"built guest {name!r} in {time.monotonic() - started:.1f} s: {out}")
     return out
+
+
+# -- `wasitls build`: a Python guest from an app module, with the host-TLS ssl module -------------------
+
+GUEST_PYTHON = Path(__file__).resolve().parent / "guest_python"  # guest/python: _ssl over wasitls:tls/memory
+
+_APP_WORLD = """package wasitls-app:{name};
+
+/// Written by `wasitls build`: WASI 0.2, wasi:tls, wasitls:tls (the draft API, host-held identities,
+/// TLS over memory for the ssl module).
+world app {{
+  include wasi:cli/imports@{wasi};
+  import wasi:tls/types@0.2.0-draft;
+  import wasitls:tls/tls@0.1.0;
+  import wasitls:tls/identities@0.1.0;
+  import wasitls:tls/memory@0.1.0;
+  export wasi:cli/run@{wasi};
+}}
+"""
+
+# The component's entry point. The app module is imported when the component is built, so that it
+# and what it imports are in the snapshot; its work runs when the component runs: its `Run` class
+# (componentize-py's own form), else its `main()`, else its body again as `__main__`.
+_ENTRY = '''"""Written by `wasitls build`: runs the app module {module!r}."""
+
+import encodings.idna  # noqa: F401 (host names are encoded as IDNA at run time; the snapshot must hold it)
+import importlib
+import sys
+import traceback
+
+import _wasitls_compat
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import environment, exit as wasi_exit
+
+_APP = {module!r}
+with _wasitls_compat.no_sockets_while_building():
+    _app = importlib.import_module(_APP)
+# The app's body as code, for apps without Run or main(): its source file is not there at run time.
+_code = None if hasattr(_app, "Run") or hasattr(_app, "main") else _app.__spec__.loader.get_code(_APP)
+
+
+class Run(exports.Run):
+    def run(self) -> None:
+        inner = getattr(_app, "Run", None)
+        if isinstance(inner, type):
+            return inner().run()
+        sys.argv = list(environment.get_arguments()) or [_APP]
+        _wasitls_compat.apply()
+        status = 0
+        try:
+            main = getattr(_app, "main", None)
+            if callable(main):
+                result = main()
+                status = result if isinstance(result, int) else 0
+            else:
+                exec(_code, {{"__name__": "__main__", "__file__": _app.__file__, "__builtins__": __builtins__}})
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if status:
+            wasi_exit.exit(Err(None))
+'''
+
+
+def build_app(
+    app: str | Path,
+    output: str | Path,
+    python_path: Sequence[str | Path] = (),
+    *,
+    progress: Callable[[str], None] | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """`wasitls build`: a command component from a Python app module.
+
+    ``app`` is a ``.py`` file (its directory is searched first) or a module name found on
+    ``python_path``. The component imports WASI 0.2, wasi:tls and all of wasitls:tls, and carries
+    guest/python (``ssl`` done by the host) after the given paths. Third-party packages come only
+    from ``python_path`` (e.g. ``pip install --target DIR requests``), never from the builder's
+    own site-packages. Cached by content like ``build_guest``; the result is copied to ``output``.
+    """
+    paths = [Path(p) for p in python_path]
+    app_path = Path(app)
+    if app_path.suffix == ".py":
+        if not app_path.is_file():
+            raise GuestBuildError(f"{app}: no such file")
+        module = app_path.stem
+        paths.insert(0, app_path.resolve().parent)
+    else:
+        module = str(app)
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+            raise GuestBuildError(f"{app}: neither a .py file nor a module name")
+        found = any((p / (module.replace(".", "/") + ".py")).is_file()
+                    or (p / module.replace(".", "/") / "__init__.py").is_file() for p in paths)
+        if not found:
+            raise GuestBuildError(f"module {module!r} is in none of the -p paths ({', '.join(map(str, paths)) or 'none given'})")
+    for p in paths:
+        if not p.is_dir():
+            raise GuestBuildError(f"-p {p}: not a directory")
+    name = re.sub(r"[^a-z0-9-]", "-", module.split(".")[-1].lower()).strip("-") or "app"
+    with tempfile.TemporaryDirectory(prefix="wasitls-app-") as tmp:
+        source = Path(tmp) / "entry"
+        (source / "wit").mkdir(parents=True)
+        (source / "wit" / "world.wit").write_text(_APP_WORLD.format(name=name, wasi=WASI_VERSION))
+        (source / "wasitls_entry.py").write_text(_ENTRY.format(module=module))
+        built = build_guest(source, "app", app="wasitls_entry", progress=progress, cache_dir=cache_dir,
+                            python_path=[*paths, GUEST_PYTHON])
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built, output)
+    return output

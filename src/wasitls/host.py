@@ -109,6 +109,10 @@ class Host:
         tls_keylog: str | os.PathLike | None = None,
         identities: Mapping[str, tuple[str, str]] | Iterable[str] = (),
         client_ca_file: str | os.PathLike | None = None,
+        pkcs11_module: str | os.PathLike | None = None,
+        pkcs11_pin_file: str | os.PathLike | None = None,
+        tls_guest_insecure: bool = False,
+        tls_guest_roots: str = "narrow",
         stdin: bytes | int | None = None,
         stdout: int | BinaryIO | None = None,
         stderr: int | BinaryIO | None = None,
@@ -125,7 +129,14 @@ class Host:
             "keylog": None if tls_keylog is None else str(tls_keylog),
             "identities": identities,
             "client_ca_file": None if client_ca_file is None else str(client_ca_file),
+            # identities `NAME=pkcs11:URI,CERT.pem`: the token's module and the file holding its PIN
+            "pkcs11_module": None if pkcs11_module is None else str(pkcs11_module),
+            "pkcs11_pin_file": None if pkcs11_pin_file is None else str(pkcs11_pin_file),
         }
+        if tls_guest_roots not in ("narrow", "own"):
+            raise HostError(f"tls_guest_roots: 'narrow' or 'own', not {tls_guest_roots!r}")
+        # what a guest's ssl module may do (wasitls:tls/memory): skip checks, replace the host's roots
+        self.tls_guest_policy = {"guest_insecure": bool(tls_guest_insecure), "guest_roots": tls_guest_roots}
         self._tls_config: Any = None
         self.http_client_identities = _parse_http_client_identities(http_client_identities, identities)
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
@@ -140,6 +151,8 @@ class Host:
                 self._tls_config = build_tls_config(**self.tls_options, lazy=True)
             except TlsConfigError as e:
                 raise HostError(str(e)) from None
+            for name, value in self.tls_guest_policy.items():
+                setattr(self._tls_config, name, value)
         return self._tls_config
 
     def _ctx(self, argv: list[str]) -> WasiCtx:

@@ -73,8 +73,9 @@ class GuestTls:
         engine = self._engine(self.settings.client_engine, server_name, **options)
         return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
 
-    def server(self, raw_in: Any, raw_out: Any) -> "TlsConnection":
-        return self._track(TlsConnection(self.settings, self._engine(self.settings.server_engine), raw_in, raw_out))
+    def server(self, raw_in: Any, raw_out: Any, **options: Any) -> "TlsConnection":
+        engine = self._engine(self.settings.server_engine, **options)
+        return self._track(TlsConnection(self.settings, engine, raw_in, raw_out))
 
     def _engine(self, make: Callable[..., Any], *args: Any, **options: Any) -> Any:
         try:
@@ -107,6 +108,7 @@ class TlsFacts:
     server_name: str | None  # client: as given; server: the SNI received
     peer_identity: Any  # tls.identity.PublicIdentity | None
     local_identity: Any  # tls.identity.PrivateIdentity | None
+    tls_unique: bytes | None = None  # TLS 1.2: the channel binding of RFC 5929
 
 
 class _Wire:
@@ -310,10 +312,11 @@ class TlsConnection:
     def configure_server_identities(self, identities: list[Any]) -> None:
         self._refusing_as_value_error(self._engine.configure_server_identities, identities)
 
-    def request_client_identity(self) -> None:
+    def request_client_identity(self, *, required: bool = False) -> None:
         """Server: ask for a client certificate, in the handshake or (TLS 1.3) after it; a new entry
-        in client_identities answers. ValueError when the connection cannot ask now."""
-        self._refusing_as_value_error(self._engine.request_client_identity)
+        in client_identities answers (`required`: in the handshake, none is a failure with an alert).
+        ValueError when the connection cannot ask now."""
+        self._refusing_as_value_error(lambda: self._engine.request_client_identity(required=required))
         self._wire.send()
 
     @staticmethod
@@ -346,7 +349,7 @@ class TlsConnection:
         if not e.handshake_complete:
             return None
         return TlsFacts(e.protocol_version, e.protocol_name, e.cipher_suite, e.cipher_suite_name, e.alpn_id,
-                        e.server_name, e.peer_identity, e.local_identity)
+                        e.server_name, e.peer_identity, e.local_identity, e.tls_unique)
 
     # -- application data ----------------------------------------------------------------------
     def read(self, n: int) -> bytes | memoryview:

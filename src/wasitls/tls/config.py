@@ -57,16 +57,18 @@ class TlsSettings:
         # the name, servers too
         self.client_config = EngineConfig(trust, keylog=keylog)
 
-    def client_engine(self, server_name: str, **options: Any) -> Any:
+    def client_engine(self, server_name: str, *, config: Any = None, **options: Any) -> Any:
+        """`config`: an EngineConfig of other trust or versions than the host's (memory TLS)."""
         from .engine import ClientEngine
 
-        return ClientEngine(self.client_config, server_name, **options)
+        return ClientEngine(config or self.client_config, server_name, **options)
 
-    def server_engine(self) -> Any:
+    def server_engine(self, *, config: Any = None, **options: Any) -> Any:
         from .engine import ServerEngine
 
         # Client certificates are checked against --client-ca-file, else the host's TLS trust.
-        return ServerEngine(self.client_config, client_trust=self.client_trust)
+        options.setdefault("client_trust", self.client_trust)
+        return ServerEngine(config or self.client_config, **options)
 
 
 class LazyTlsSettings(TlsSettings):
@@ -120,9 +122,15 @@ def _load_trust_file(option: str, path: str) -> TrustStore:
         raise TlsConfigError(str(e)) from None
 
 
-def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str]) -> dict[str, Any]:
-    """`NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]` specs (or a mapping NAME -> (key, cert[, passfile]))."""
+IDENTITY_FORMS = "NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE] or NAME=pkcs11:URI,CERT.pem"
+
+
+def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str], *,
+                      pkcs11_module: str | None = None, pkcs11_pin_file: str | None = None) -> dict[str, Any]:
+    """`NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]` or `NAME=pkcs11:URI,CERT.pem` specs (or a mapping
+    NAME -> (key, cert[, passfile]) / (pkcs11 URI, cert))."""
     from .identity import IdentityError, PrivateIdentity
+    from .pkcs11 import is_token_uri
 
     specs: list[tuple[str, list[str]]] = []
     if isinstance(identities, Mapping):
@@ -130,12 +138,20 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
     else:
         for spec in identities:
             name, sep, files = spec.partition("=")
-            parts = files.split(",")
+            if is_token_uri(files):
+                # a URI may hold commas (RFC 7512 allows them unescaped): the certificate follows the last
+                uri, comma, cert = files.rpartition(",")
+                parts = [uri, cert] if comma else [files]
+            else:
+                parts = files.split(",")
             if not (sep and name and len(parts) in (2, 3) and all(parts)):
-                raise TlsConfigError(f"--identity {spec!r}: expected NAME=KEY.pem,CERT.pem[,PASSPHRASE_FILE]")
+                raise TlsConfigError(f"--identity {spec!r}: expected {IDENTITY_FORMS}")
             specs.append((name, parts))
     out = {}
     for name, files in specs:
+        if files and is_token_uri(files[0]):
+            out[name] = _token_identity(name, files, pkcs11_module, pkcs11_pin_file)
+            continue
         if len(files) not in (2, 3):
             raise TlsConfigError(f"identity {name!r}: expected key, certificate[, passphrase file]")
         try:
@@ -151,6 +167,40 @@ def _parse_identities(identities: Mapping[str, tuple[str, ...]] | Iterable[str])
     return out
 
 
+def _token_identity(name: str, parts: list[str], module: str | None, pin_file: str | None) -> Any:
+    """An identity whose key a PKCS#11 token holds; module: the URI's module-path, else --pkcs11-module,
+    else $WASITLS_PKCS11_MODULE; PIN: the URI's pin-source file, else --pkcs11-pin-file."""
+    from .pkcs11 import TokenError, parse_uri, redacted, token_identity
+
+    if len(parts) != 2:
+        raise TlsConfigError(f"identity {name!r}: expected pkcs11:URI,CERT.pem (the PIN comes from a file: "
+                             "pin-source=file:... in the URI or --pkcs11-pin-file)")
+    try:
+        uri = parse_uri(parts[0])
+        module = uri.module_path or module or os.environ.get("WASITLS_PKCS11_MODULE")
+        if not module:
+            raise TokenError("no PKCS#11 module: give --pkcs11-module PATH (or WASITLS_PKCS11_MODULE, or "
+                             "module-path= in the URI)")
+        pin_path = uri.pin_source or pin_file
+        if not pin_path:
+            raise TokenError("no PIN for the token: give --pkcs11-pin-file FILE (or pin-source=file:FILE in the URI)")
+        try:
+            # the file's content, without a final newline, is the PIN
+            pin = read_input(pin_path).rstrip(b"\r\n")
+            cert_data = read_input(parts[1])
+        except OSError as e:
+            raise TlsConfigError(f"identity {name!r}: {e.filename}: {e.strerror}") from None
+        if not pin:
+            raise TokenError(f"the PIN file {pin_path} is empty")
+        return token_identity(uri, cert_data, module=module, pin=pin)
+    except TlsConfigError:
+        raise
+    except TokenError as e:
+        raise TlsConfigError(f"identity {name!r}: {redacted(parts[0])}: {e}") from None
+    except ValueError as e:  # IdentityError: the certificate, or a certificate that is not the key's
+        raise TlsConfigError(f"identity {name!r}: {parts[0]} with {parts[1]}: {e}") from None
+
+
 def _system_trust() -> TrustStore:
     from .trust import TrustError, TrustStore
 
@@ -162,6 +212,7 @@ def _system_trust() -> TrustStore:
 
 def build_tls_config(*, ca_file: str | None = None, trace: bool | Callable[[str], None] = False,
                      keylog: str | None = None, identities: Any = (), client_ca_file: str | None = None,
+                     pkcs11_module: str | None = None, pkcs11_pin_file: str | None = None,
                      lazy: bool = False) -> TlsSettings:
     """The host's TLS settings; `lazy` defers loading the system trust store (and OpenSSL, when no
     TLS file was given) to the first TLS use."""
@@ -171,7 +222,8 @@ def build_tls_config(*, ca_file: str | None = None, trace: bool | Callable[[str]
     # runs, instead of surfacing as a bare error value at the first TLS call.
     ca_trust = _load_trust_file("--ca-file", ca_file) if ca_file else None
     client_trust = _load_trust_file("--client-ca-file", client_ca_file) if client_ca_file else None
-    parsed = _parse_identities(identities) if identities else {}
+    parsed = (_parse_identities(identities, pkcs11_module=pkcs11_module, pkcs11_pin_file=pkcs11_pin_file)
+              if identities else {})
     keylog_now = KeyLog(os.fspath(keylog)) if keylog else None
     if lazy:
         def build() -> dict[str, Any]:

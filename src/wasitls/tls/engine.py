@@ -403,6 +403,7 @@ class _Engine:
         self.cipher_suite: int | None = None  # IANA id, e.g. 0x1301
         self.cipher_suite_name: str | None = None  # IANA name, e.g. "TLS_AES_128_GCM_SHA256"
         self.alpn_id: bytes | None = None
+        self.tls_unique: bytes | None = None  # RFC 5929 channel binding: the client's Finished (TLS 1.2)
         self.peer_identity: PublicIdentity | None = None  # the peer's verified chain, as it sent it
         self.local_identity: PrivateIdentity | None = None  # the identity we presented, if any
         self.bytes_received = 0  # raw bytes fed in
@@ -641,6 +642,12 @@ class _Engine:
         o.SSL_get0_alpn_selected(ssl, ctypes.byref(data), ctypes.byref(length))
         self.alpn_id = ctypes.string_at(data.value, length.value) if length.value else None
         self.peer_identity = self._fetch_peer_identity()
+        if self.protocol_version == TLS1_2:  # tls-unique is not defined for TLS 1.3 (RFC 9266)
+            finished = ctypes.create_string_buffer(64)
+            # no resumption here: the first Finished of the handshake is always the client's
+            get = o.SSL_get_finished if self._role == "client" else o.SSL_get_peer_finished
+            n = get(ssl, finished, len(finished))
+            self.tls_unique = finished.raw[:n]
 
     def _fetch_peer_identity(self) -> PublicIdentity | None:
         chain = o.stack_of_x509_to_der(o.SSL_get_peer_cert_chain(self._ssl))
@@ -738,8 +745,13 @@ class ClientEngine(_Engine):
         pause_on_verify: bool = False,
         pause_on_cert_request: bool = False,
         client_identity: PrivateIdentity | None = None,
+        verify_peer: bool = True,
+        check_name: bool = True,
     ):
         super().__init__(config)
+        # False only where the host's owner allowed a guest to skip checks (memory TLS, --tls-guest-insecure)
+        self.verify_peer = verify_peer
+        self.check_name = check_name
         self.pause_on_verify = pause_on_verify
         self.pause_on_cert_request = pause_on_cert_request
         self._client_identity = client_identity
@@ -761,13 +773,16 @@ class ClientEngine(_Engine):
             ip = None
         if ip is not None:
             # An IP literal is checked against the certificate's IP SANs and never sent as SNI.
-            o.X509_VERIFY_PARAM_set1_ip_asc(o.SSL_get0_param(self._ssl), str(ip).encode())
+            if self.check_name:
+                o.X509_VERIFY_PARAM_set1_ip_asc(o.SSL_get0_param(self._ssl), str(ip).encode())
             return
         try:
             host = name.encode("ascii")
         except UnicodeEncodeError:
             host = name.encode("idna")
         o.SSL_ctrl(self._ssl, o.SSL_CTRL_SET_TLSEXT_HOSTNAME, o.TLSEXT_NAMETYPE_host_name, host)
+        if not self.check_name:
+            return
         o.SSL_set1_host(self._ssl, host)
         o.SSL_set_hostflags(self._ssl, o.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
 
@@ -799,7 +814,7 @@ class ClientEngine(_Engine):
         if self._aborting:
             o.X509_STORE_CTX_set_error(store_ctx, o.X509_V_ERR_APPLICATION_VERIFICATION)
             return 0
-        if o.X509_verify_cert(store_ctx) != 1:
+        if o.X509_verify_cert(store_ctx) != 1 and self.verify_peer:
             return 0  # OpenSSL sends the alert that matches the verification error
         if self.pause_on_verify and ServerIdentityReceived not in self._passed:
             chain = o.stack_of_x509_to_der(o.X509_STORE_CTX_get0_untrusted(store_ctx))
@@ -873,12 +888,15 @@ class ServerEngine(_Engine):
             raise TLSUsageError("ALPN ids can only be configured up to the ClientHello pause")
         self._alpn_ids = _checked_alpn_ids(ids)
 
-    def request_client_identity(self) -> None:
+    def request_client_identity(self, *, required: bool = False) -> None:
         """Ask for a client certificate: in the handshake (until the ClientHello pause) or, on
-        TLS 1.3, afterwards (post-handshake auth); a ClientIdentityReceived event answers."""
+        TLS 1.3, afterwards (post-handshake auth); a ClientIdentityReceived event answers.
+        `required`: a client that sends none fails the handshake (alert: certificate required)."""
         if self._configurable():
             self._client_identity_requested = True
             self._verify_clients()
+            if required:
+                o.SSL_set_verify(self._ssl, o.SSL_VERIFY_PEER | o.SSL_VERIFY_FAIL_IF_NO_PEER_CERT, None)
             return
         if self._state is not _State.CONNECTED:
             raise TLSUsageError(f"cannot request a client identity on a connection that is {self._state.value}")

@@ -145,7 +145,12 @@ class PrivateIdentity:
         """Build an identity; `x509_chain` is one PEM/DER blob or a list of them, end-entity first."""
         if isinstance(passphrase, str):
             passphrase = passphrase.encode()
-        key = _parse_private_key(bytes(private_key), passphrase)
+        return cls.from_key(_parse_private_key(bytes(private_key), passphrase), x509_chain)
+
+    @classmethod
+    def from_key(cls, key: int, x509_chain: bytes | Sequence[bytes]) -> PrivateIdentity:
+        """An identity on an EVP_PKEY* the caller hands over (freed here on failure): a key parsed
+        from bytes, or one a PKCS#11 token holds (tls/pkcs11.py), which OpenSSL uses the same way."""
         try:
             certs = _parse_certificates(x509_chain)
         except BaseException:

@@ -112,6 +112,9 @@ X509_get_subject_name = _declare(libcrypto, "X509_get_subject_name", c_void_p, c
 X509_NAME_oneline = _declare(libcrypto, "X509_NAME_oneline", c_char_p, c_void_p, c_char_p, c_int)
 X509_check_private_key = _declare(libcrypto, "X509_check_private_key", c_int, c_void_p, c_void_p)
 X509_verify_cert = _declare(libcrypto, "X509_verify_cert", c_int, c_void_p)
+X509_check_issued = _declare(libcrypto, "X509_check_issued", c_int, c_void_p, c_void_p)
+X509_verify = _declare(libcrypto, "X509_verify", c_int, c_void_p, c_void_p)
+X509_get0_pubkey = _declare(libcrypto, "X509_get0_pubkey", c_void_p, c_void_p)
 X509_verify_cert_error_string = _declare(libcrypto, "X509_verify_cert_error_string", c_char_p, c_long)
 
 X509_STORE_new = _declare(libcrypto, "X509_STORE_new", c_void_p)
@@ -136,6 +139,15 @@ d2i_PKCS8PrivateKey_bio = _declare(
     libcrypto, "d2i_PKCS8PrivateKey_bio", c_void_p, c_void_p, c_void_p, PemPasswordCallback, c_void_p
 )
 d2i_AutoPrivateKey = _declare(libcrypto, "d2i_AutoPrivateKey", c_void_p, c_void_p, c_void_pp, c_long)
+
+# --- libcrypto: ENGINE (keys held by a PKCS#11 token through Debian's libengine-pkcs11-openssl) ---
+ENGINE_by_id = _declare(libcrypto, "ENGINE_by_id", c_void_p, c_char_p)
+ENGINE_ctrl_cmd_string = _declare(libcrypto, "ENGINE_ctrl_cmd_string", c_int, c_void_p, c_char_p, c_char_p, c_int)
+ENGINE_init = _declare(libcrypto, "ENGINE_init", c_int, c_void_p)
+ENGINE_free = _declare(libcrypto, "ENGINE_free", c_int, c_void_p)
+# EVP_PKEY *ENGINE_load_private_key(ENGINE *e, const char *key_id, UI_METHOD *ui, void *callback_data)
+ENGINE_load_private_key = _declare(libcrypto, "ENGINE_load_private_key", c_void_p, c_void_p, c_char_p, c_void_p,
+                                   c_void_p)
 
 X509_V_OK = 0
 X509_V_ERR_APPLICATION_VERIFICATION = 50
@@ -202,6 +214,8 @@ SSL_get_certificate = _declare(libssl, "SSL_get_certificate", c_void_p, c_void_p
 SSL_get0_peer_certificate = _declare(libssl, "SSL_get0_peer_certificate", c_void_p, c_void_p)
 SSL_get_peer_cert_chain = _declare(libssl, "SSL_get_peer_cert_chain", c_void_p, c_void_p)
 SSL_version = _declare(libssl, "SSL_version", c_int, c_void_p)
+SSL_get_finished = _declare(libssl, "SSL_get_finished", c_size_t, c_void_p, c_void_p, c_size_t)
+SSL_get_peer_finished = _declare(libssl, "SSL_get_peer_finished", c_size_t, c_void_p, c_void_p, c_size_t)
 SSL_get_version = _declare(libssl, "SSL_get_version", c_char_p, c_void_p)
 SSL_get_current_cipher = _declare(libssl, "SSL_get_current_cipher", c_void_p, c_void_p)
 SSL_CIPHER_standard_name = _declare(libssl, "SSL_CIPHER_standard_name", c_char_p, c_void_p)
@@ -225,6 +239,7 @@ SSL_OP_NO_TICKET = 1 << 14
 SSL_OP_NO_COMPRESSION = 1 << 17
 SSL_OP_NO_RENEGOTIATION = 1 << 30
 SSL_VERIFY_PEER = 0x01
+SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0x02
 SSL_ERROR_WANT_READ = 2
 SSL_ERROR_WANT_X509_LOOKUP = 4
 SSL_ERROR_SYSCALL = 5

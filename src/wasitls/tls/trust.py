@@ -6,6 +6,7 @@ A `TrustStore` owns one OpenSSL X509_STORE, built once and shared by every conne
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import ssl
@@ -134,3 +135,29 @@ class TrustStore:
 
     def __repr__(self) -> str:
         return f"TrustStore({self.description})"
+
+
+def chain_passes_through(chain: list[bytes], roots: list[bytes] | tuple[bytes, ...]) -> bool:
+    """Whether a chain (DER, already verified against some trust) contains one of `roots` or a
+    certificate one of them signed: how roots a guest loads narrow the host's trust."""
+    if any(der in roots for der in chain):
+        return True
+    parsed_roots = [_d2i(der) for der in roots]
+    parsed_chain = [_d2i(der) for der in chain]
+    try:
+        for cert in filter(None, parsed_chain):
+            for root in filter(None, parsed_roots):
+                if o.X509_check_issued(root, cert) == 0:  # X509_V_OK: names and key ids match
+                    key = o.X509_get0_pubkey(root)
+                    if key and o.X509_verify(cert, key) == 1:
+                        return True
+        return False
+    finally:
+        for x509 in filter(None, parsed_roots + parsed_chain):
+            o.X509_free(x509)
+        o.ERR_clear_error()
+
+
+def _d2i(der: bytes) -> int:
+    cursor = ctypes.c_void_p(ctypes.cast(ctypes.c_char_p(der), ctypes.c_void_p).value)
+    return o.d2i_X509(None, ctypes.byref(cursor), len(der)) or 0

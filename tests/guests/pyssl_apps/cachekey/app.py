@@ -1,0 +1,5 @@
+import helper
+
+
+def main():
+    print(f"helper={helper.WORD}")
