@@ -251,9 +251,35 @@ def test_py_client_tls_alert_received(py_client, pki):
     assert out == "error ErrorCode_TlsAlertReceived alert_id=116,alert_message='certificate required'\n"
 
 
-def test_requests_in_a_python_guest(build_guest, tls, pki):
+def requests_guest(tmp_path_factory) -> "os.PathLike":
+    """tests/guests/http_py_requests with requests, its dependencies and requests-wasi-http bundled
+    (guest builds are hermetic: a guest holds only the packages its python_path gives)."""
+    import importlib
+    import shutil
+    from pathlib import Path
+
+    from guests import GUESTS_DIR
+    from wasitls.guestbuild import build_guest
+
+    lib = tmp_path_factory.mktemp("requests-lib")
+    for name in ("requests", "urllib3", "idna", "certifi", "charset_normalizer", "wasi_http_adapter",
+                 "typing_extensions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        source = Path(module.__file__)
+        if source.name == "__init__.py":
+            shutil.copytree(source.parent, lib / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+        else:
+            shutil.copy(source, lib / source.name)
+    return build_guest(GUESTS_DIR / "http_py_requests", "http-py-requests", python_path=[lib],
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def test_requests_in_a_python_guest(tmp_path_factory, tls, pki):
     pytest.importorskip("wasi_http_adapter", reason="pip install requests-wasi-http (bundled into the guest)")
-    wasm = build_guest("http_py_requests")
+    wasm = requests_guest(tmp_path_factory)
     base = f"https://localhost:{tls.port}"
     code, out, err = wasitls(wasm, "get", f"{base}/pattern/{3 << 20}", "post", f"{base}/echo", "300000",
                              "get", f"{base}/redirect", "get", f"https://127.0.0.1:{tls.port}/",
