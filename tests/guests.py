@@ -85,7 +85,8 @@ def _js_tool_versions(tools: Path) -> str:
     return ",".join(versions)
 
 
-def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-event")) -> Path:
+def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-event"),
+                   wasi_version: str | None = None) -> Path:
     """Build tests/guests/<name>/ (app.js and wit/) with `jco componentize`, cached by content.
 
     The guest's world is laid out with every vendored WIT package (as for Python guests). StarlingMonkey's
@@ -101,6 +102,15 @@ def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"wasitls-js-{name}-") as tmp:
         wit = assemble_wit(source / "wit", Path(tmp) / "wit")
+        if wasi_version:
+            # StarlingMonkey exports its `fetch` event handler only at its own WASI version: renumber the
+            # packages the handler needs and leave out the rest (its own copies of them differ from 0.2.9)
+            for dep in (wit / "deps").iterdir():
+                if dep.name not in ("http", "io", "clocks"):
+                    shutil.rmtree(dep)
+            (wit / "deps" / "http" / "proxy.wit").write_text("package wasi:http@0.2.9;\n")  # its worlds need cli
+            for path in wit.rglob("*.wit"):
+                path.write_text(path.read_text().replace("@0.2.9", f"@{wasi_version}"))
         h = hashlib.sha256(f"js:{_js_tool_versions(jco.parent.parent.parent)}:{world}:{sorted(disable)}\n".encode())
         for root in (source, wit):
             for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):

@@ -13,7 +13,7 @@ from wasitls import guestbuild
 def test_assembled_wit_has_every_package_and_a_patched_tls(tmp_path):
     wit = guestbuild.assemble_wit(GUESTS_DIR / "tls_client" / "wit", tmp_path / "wit")
     assert sorted(p.name for p in (wit / "deps").iterdir()) == [
-        "cli", "clocks", "filesystem", "io", "random", "sockets", "tls", "wasitls-tls-0.1.0"]
+        "cli", "clocks", "filesystem", "http", "io", "random", "sockets", "tls", "wasitls-tls-0.1.0"]
     ours = (wit / "deps" / "wasitls-tls-0.1.0" / "tls.wit").read_text()
     assert "package wasitls:tls@0.1.0;" in ours and "use wasi:io/streams@0.2.9.{input-stream" in ours
     types = (wit / "deps" / "tls" / "types.wit").read_text()

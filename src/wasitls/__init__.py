@@ -15,7 +15,9 @@ Which package may import which (tests/test_layering.py checks every import again
     tls_streams.py   the glue between the TLS core and byte streams: tls/, wasi.io, shared modules
     tls_interfaces/  the TLS interfaces we serve: everything above
     preview1/        WASI preview 1 for core modules (and its sockets, hTLS): the same as tls_interfaces
-    host, served, cli, demo, guestbuild, devtools
+    http/            wasi:http (the interfaces, the client, the server): everything above; it sits over
+                     TLS and sockets, which know nothing of it
+    host, served, cli, serve, demo, guestbuild, devtools
                      the front: anything (devtools: helpers the tests and benches share)
 """
 
@@ -32,9 +34,10 @@ IMPORT_RULE = {
     "tls": ["inputfiles"],
     "tls_streams": ["tls", "wasi.io", "records", "lifetime"],
     "tls_interfaces": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
+    "http": ["component", "wasi", "tls_streams", "records", "policy", "lifetime"],
     "preview1": ["component", "wasi", "tls", "tls_streams", "records", "policy", "lifetime"],
     "served": ["component"],
-    "host": ["*"], "cli": ["*"], "demo": ["*"], "guestbuild": ["*"], "devtools": ["*"], "__main__": ["*"], "__init__": ["*"],
+    "host": ["*"], "cli": ["*"], "serve": ["*"], "demo": ["*"], "guestbuild": ["*"], "devtools": ["*"], "__main__": ["*"], "__init__": ["*"],
 }
 
 from .host import Host, HostError  # noqa: E402

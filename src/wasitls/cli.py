@@ -29,6 +29,13 @@ def _exit_now(status: int) -> None:
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a WASI 0.2 command component or a WASI preview 1 command module",
                        usage="wasitls run [OPTIONS] COMPONENT [ARGS...]")
+    _add_guest_options(p)
+    p.add_argument("component", metavar="COMPONENT")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+
+def _add_guest_options(p: argparse.ArgumentParser, serve: bool = False) -> None:
+    """What a guest may reach and the host's TLS: the same for `run` and `serve`."""
     p.add_argument("--dir", action="append", default=[], metavar="HOST_DIR[::GUEST_DIR]",
                    help="preopen a directory (GUEST_DIR defaults to HOST_DIR; HOST_DIR:: names it '' as wasmtime does); "
                         "an empty HOST_DIR is refused; repeatable")
@@ -54,6 +61,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                         "(also: WASITLS_PKCS11_MODULE)")
     p.add_argument("--pkcs11-pin-file", metavar="FILE",
                    help="a file holding the token's PIN for pkcs11: identities (a URI's pin-source=file:... wins)")
+    p.add_argument("--http-client-identity", action="append", default=[], metavar="HOST=NAME",
+                   help="wasi:http requests to HOST over HTTPS present the --identity NAME as their client "
+                        "certificate ('*' for every host); repeatable")
     p.add_argument("--tls-trace", action="store_true", help="print one line per TLS connection to stderr")
     p.add_argument("--tls-keylog", metavar="FILE", help="append NSS key-log lines for every TLS connection (a regular "
                                                         "file, a character device, or a FIFO a reader holds open)")
@@ -70,8 +80,6 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                         "with a line saying so)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-code cache "
                                                            "(also: WASITLS_NO_CACHE=1)")
-    p.add_argument("component", metavar="COMPONENT")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
 
 def _build_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,21 +132,30 @@ def main(argv: list[str] | None = None) -> int:
     _build_parser(sub)
     demo = sub.add_parser("demo", help="offline demo: a guest fetches a page over host TLS from a local server")
     demo.add_argument("--engine", choices=["fast", "reference"], default=os.environ.get("WASITLS_ENGINE", DEFAULT_ENGINE))
+    from .serve import add_parser as _serve_parser
+    _serve_parser(sub, _add_guest_options)
     ns = parser.parse_args(argv)
+
+    def make_host(**extra: object) -> Host:
+        return Host(
+            dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
+            ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
+            pkcs11_module=ns.pkcs11_module, pkcs11_pin_file=ns.pkcs11_pin_file,
+            tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
+            tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
+            cache=not ns.no_cache, progress=_progress, http_client_identities=ns.http_client_identity, **extra,
+        )
+
     try:
         if ns.command == "build":
             return _build(ns)
         if ns.command == "demo":
             from .demo import run_demo
             return run_demo(engine=ns.engine, progress=_progress)
-        host = Host(
-            dirs=ns.dir, env=ns.env, allow_net=ns.allow_net, allow_listen=ns.allow_listen,
-            ca_file=ns.ca_file, client_ca_file=ns.client_ca_file, identities=ns.identity,
-            pkcs11_module=ns.pkcs11_module, pkcs11_pin_file=ns.pkcs11_pin_file,
-            tls_trace=ns.tls_trace, tls_keylog=ns.tls_keylog, engine=ns.engine,
-            tls_guest_insecure=ns.tls_guest_insecure, tls_guest_roots=ns.tls_guest_roots,
-            cache=not ns.no_cache, progress=_progress,
-        )
+        if ns.command == "serve":
+            from .serve import run_serve
+            return run_serve(ns, make_host, _progress)
+        host = make_host()
         status = host.run(ns.component, ns.args)
         if argv is None:  # run as the program: leave without tearing the interpreter down
             _exit_now(status)

@@ -54,6 +54,20 @@ def _parse_env(env: Mapping[str, str] | Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _parse_http_client_identities(specs: Mapping[str, str] | Iterable[str], identities: Any) -> dict[str, str]:
+    """--http-client-identity HOST=NAME: host (lowercase, '*' for any) -> the --identity NAME."""
+    pairs = list(specs.items()) if isinstance(specs, Mapping) else [s.partition("=")[::2] for s in specs]
+    known = set(identities) if isinstance(identities, Mapping) else {i.partition("=")[0] for i in identities}
+    out = {}
+    for host, name in pairs:
+        if not host or not name:
+            raise HostError(f"--http-client-identity {host}={name}: expected HOST=NAME")
+        if name not in known:
+            raise HostError(f"--http-client-identity {host}={name}: no --identity named {name!r}")
+        out[host.lower()] = name
+    return out
+
+
 def _build_policy(policy: Any, allow_net: list[str], allow_listen: list[str], dirs: list[str]) -> Policy:
     """The lists as the command line gives them, or the embedder's own policy: a `Policy`, an object
     with `check(use, address)`, or a callable `(use, address) -> bool` asked for every address."""
@@ -103,6 +117,7 @@ class Host:
         stdout: int | BinaryIO | None = None,
         stderr: int | BinaryIO | None = None,
         progress: Callable[[str], None] | None = None,
+        http_client_identities: Mapping[str, str] | Iterable[str] = (),
     ):
         self.policy = _build_policy(policy, list(allow_net), list(allow_listen), list(dirs))
         self.env = _parse_env(env)
@@ -123,6 +138,7 @@ class Host:
         # what a guest's ssl module may do (wasitls:tls/memory): skip checks, replace the host's roots
         self.tls_guest_policy = {"guest_insecure": bool(tls_guest_insecure), "guest_roots": tls_guest_roots}
         self._tls_config: Any = None
+        self.http_client_identities = _parse_http_client_identities(http_client_identities, identities)
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.progress = progress
 
@@ -168,8 +184,17 @@ class Host:
                 tls.append(GuestTls(self._tls(), ctx.lifetime))
             return tls[0]
 
+        http: list[Any] = []  # the guest's GuestHttp, made when it links a wasi:http interface
+
+        def guest_http() -> Any:
+            if not http:
+                from .http.context import GuestHttp
+                http.append(GuestHttp(ctx.policy, ctx.lifetime, guest_tls, self.http_client_identities))
+            return http[0]
+
+        contexts = {"tls_interfaces": guest_tls, "http": guest_http}
         for module, name, names in interface_table(self.cache.directory):
-            context = guest_tls if package_of(module) == "tls_interfaces" else lambda: ctx
+            context = contexts.get(package_of(module), lambda: ctx)
             linker.register_deferred(names, lambda m=module, n=name, c=context: load_interface(m, n)(c()))
         return linker
 

@@ -1,7 +1,8 @@
-"""What a host serves: every host interface class of `wasitls.wasi` and `wasitls.tls_interfaces`.
+"""What a host serves: every host interface class of `wasitls.wasi`, `wasitls.tls_interfaces` and
+`wasitls.http`.
 
-An interface of `wasi` is made with the guest's WasiCtx, one of `tls_interfaces` with its GuestTls
-(`package_of` says which package a listed module belongs to).
+An interface of `wasi` is made with the guest's WasiCtx, one of `tls_interfaces` with its GuestTls, one
+of `http` with its GuestHttp (`package_of` says which package a listed module belongs to).
 
 Importing all of their modules (TLS and OpenSSL included) costs ~30 ms at each start, most of it for
 interfaces a guest never imports. `interface_table` lists the classes (module, class name, WIT names)
@@ -21,7 +22,7 @@ from .component.linker import HostInterface
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # the packages whose `interfaces()` list what we serve, and the source trees the list depends on
-PACKAGES = ("wasi", "tls_interfaces")
+PACKAGES = ("wasi", "tls_interfaces", "http")
 
 
 def all_interfaces() -> list[type[HostInterface]]:
@@ -74,7 +75,7 @@ def _tree_key() -> str:
 
 
 def package_of(module: str) -> str:
-    """Which of PACKAGES a module of the table belongs to ("wasi" or "tls_interfaces")."""
+    """Which of PACKAGES a module of the table belongs to ("wasi", "tls_interfaces" or "http")."""
     return module[len(__package__) + 1:].partition(".")[0]
 
 

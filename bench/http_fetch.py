@@ -1,0 +1,97 @@
+"""Outgoing HTTPS: a JS guest's `fetch` of a large file on wasitls against a native Python `ssl` client.
+
+    python bench/http_fetch.py [--mib 256] [--runs 3]
+
+nginx (or, without it, `openssl s_server -WWW`) serves MIB mebibytes over HTTPS on loopback with a
+certificate from a throwaway CA. The guest (tests/guests/http_js_fetch: `fetch`, reading the body
+stream to its end) runs on `python -m wasitls run --ca-file CA`; its time is the run's wall time minus
+that of the same run fetching a 1-byte file (start-up, compile cache hits). The native client is
+`ssl` over a socket reading into a 1 MiB buffer. Best of N runs each, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from guests import build_js_guest  # noqa: E402
+from http_peers import PATTERN, Pki, PythonServer, find_nginx, openssl_www, start_nginx  # noqa: E402
+
+
+def native(port: int, path: str, ca: Path) -> float:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    buf = bytearray(1 << 20)
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        while True:
+            try:
+                n = s.recv_into(buf)
+            except ssl.SSLZeroReturnError:
+                break
+            if not n:
+                break
+    return time.perf_counter() - started
+
+
+def guest(wasm: Path, url: str, ca: Path) -> float:
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "wasitls", "run", "--allow-net", "localhost", "--ca-file", str(ca),
+                          str(wasm), "get", url], capture_output=True, text=True, check=True).stdout
+    assert " 200 " in out and "pattern=true" in out, out
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    wasm = build_js_guest("http_js_fetch", disable=("fetch-event",))
+    with tempfile.TemporaryDirectory(prefix="wasitls-http-fetch-") as tmp:
+        root = Path(tmp)
+        pki = Pki(root)
+        www = root / "www"
+        www.mkdir()
+        size = args.mib << 20
+        with open(www / "big.bin", "wb") as f:
+            block = PATTERN * ((1 << 20) // 251 + 2)
+            for off in range(0, size, 1 << 20):
+                start = off % 251
+                f.write(block[start:start + min(1 << 20, size - off)])
+        (www / "one.bin").write_bytes(PATTERN[:1])
+        if find_nginx():
+            backend = PythonServer()
+            proc, port, _ = start_nginx(pki, root, www, backend.port)
+            server = "nginx"
+        else:
+            proc, port = openssl_www(pki, www)
+            server = "openssl s_server -WWW"
+        try:
+            base = f"https://localhost:{port}"
+            guest(wasm, f"{base}/one.bin", pki.ca_pem)  # compile once
+            startup = min(guest(wasm, f"{base}/one.bin", pki.ca_pem) for _ in range(args.runs))
+            ours = min(guest(wasm, f"{base}/big.bin", pki.ca_pem) for _ in range(args.runs)) - startup
+            theirs = min(native(port, "/big.bin", pki.ca_pem) for _ in range(args.runs))
+        finally:
+            proc.terminate()
+            proc.wait()
+    mib = args.mib
+    print(f"{mib} MiB over HTTPS from {server}, best of {args.runs}")
+    print(f"  native Python ssl      {theirs:6.2f} s  {mib / theirs:7.1f} MiB/s")
+    print(f"  JS fetch on wasitls    {ours:6.2f} s  {mib / ours:7.1f} MiB/s  (start-up {startup:.2f} s excluded)")
+    print(f"  ratio                  {theirs / ours:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

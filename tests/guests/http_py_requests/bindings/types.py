@@ -1,0 +1,1 @@
+from componentize_py_types import Err, Ok  # noqa: F401
