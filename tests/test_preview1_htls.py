@@ -302,7 +302,9 @@ def test_server_side_htls_answers_curl(socktool, ca, ca_file, tmp_path):
     assert "role=server" in err
 
 
+# one process: the kill that ends the test ends nginx (a killed master leaves its workers running)
 NGINX_CONF = """daemon off;
+master_process off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log info;
 events {{ worker_connections 16; }}
