@@ -269,14 +269,21 @@ class Plan:
 
 
 class Planner:
-    """Builds and caches the plan of each type (types are shared by many functions)."""
+    """Builds and caches the plan of each type (types are shared by many functions).
 
-    def __init__(self) -> None:
+    Types whose ids are in `shared_ids` outlive this planner (they are shared by the instances of one
+    component): their plans are asked of, and kept by, the `shared` planner."""
+
+    def __init__(self, shared: "Planner | None" = None, shared_ids: set[int] | frozenset[int] = frozenset()) -> None:
         self._plans: dict[int, Plan] = {}
+        self.shared = shared
+        self.shared_ids = shared_ids
 
     def plan(self, t: T.ValType) -> Plan:
         p = self._plans.get(id(t))
         if p is None or p.type is not t:
+            if self.shared is not None and id(t) in self.shared_ids:
+                return self.shared.plan(t)
             p = self._build(t)
             self._plans[id(t)] = p
         return p

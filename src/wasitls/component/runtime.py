@@ -141,16 +141,79 @@ class Scope:
         return s
 
 
+def _type_parts(v: Any) -> list[Any] | None:
+    """The types a resolved type is made of (None for a type never shared: it holds per-instance state)."""
+    if isinstance(v, (T.RecordType, T.VariantType)):
+        return [t for _, t in (v.fields if isinstance(v, T.RecordType) else v.cases)]
+    if isinstance(v, T.ListType):
+        return [v.elem]
+    if isinstance(v, T.TupleType):
+        return list(v.elems)
+    if isinstance(v, (T.FlagsType, T.EnumType)):
+        return []
+    if isinstance(v, T.OptionType):
+        return [v.elem]
+    if isinstance(v, T.ResultType):
+        return [v.ok, v.err]
+    if isinstance(v, (T.OwnType, T.BorrowType)):
+        return [v.resource]
+    if isinstance(v, T.FuncType):
+        return [t for _, t in v.params] + [v.result]
+    return None
+
+
+class SharedTypes:
+    """What instantiating one loaded component resolves the same way every time, kept across its instances:
+    value and function types built only from primitives, host resources and other shared types, host
+    resource types (one per import name, resource and host class), and the canonical-ABI plans of them.
+    Guest resources (and anything holding one) belong to one instance and are never shared."""
+
+    def __init__(self) -> None:
+        self.types: dict[tuple, Any] = {}
+        self.resources: dict[tuple, T.ResourceType] = {}
+        self.ids: set[int] = {id(t) for t in T.PRIMITIVES.values()}  # the entries above keep these ids alive
+        self.ids.add(id(None))
+        self.planner = C.Planner()
+
+    def intern(self, defn: Any, value: Any) -> Any:
+        """The shared type equal to `value` (resolved from `defn`), or `value` itself if it cannot be shared."""
+        parts = _type_parts(value)
+        if parts is None:
+            return value
+        ids = self.ids
+        key = [id(defn)]
+        for t in parts:
+            k = id(t)
+            if k not in ids:
+                return value
+            key.append(k)
+        shared = self.types.setdefault(tuple(key), value)  # one winner if two threads instantiate at once
+        if shared is value:
+            ids.add(id(value))
+            if isinstance(value, T.FuncType) and value.params_tuple is not None:
+                ids.add(id(value.params_tuple))
+        return shared
+
+    def host_resource(self, iface: str, name: str, cls: type) -> T.ResourceType:
+        rt = self.resources.get((iface, name, cls))
+        if rt is None:
+            rt = self.resources.setdefault((iface, name, cls), T.ResourceType(name, host_class=cls))
+            self.ids.add(id(rt))
+        return rt
+
+
 class Runtime:
     """Everything one instantiation owns: the store, the callbacks, what a trap left behind."""
 
-    def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker):
+    def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker,
+                 shared: SharedTypes | None = None):
         self.store = wasmtime.Store(wasmtime_engine)
         self.ctx = capi.store_context(self.store)
         self.functions = capi.CoreFunctions(self.ctx)
         self.modules = modules
         self.linker = linker
-        self.planner = C.Planner()
+        self.shared = shared if shared is not None else SharedTypes()
+        self.planner = C.Planner(self.shared.planner, self.shared.ids)
         self.missing: list[str] = []
         self.pending: BaseException | None = None  # what a host function raised to unwind the guest
         self._memories: dict[CoreExtern, LinearMemory] = {}
@@ -230,7 +293,10 @@ class Runtime:
             cls = resource_class(impl, name)
             if cls is None:
                 self.missing.append(f"{iface}#{name}")
-            rt = self._host_resources[key] = T.ResourceType(name, host_class=cls)
+                rt = T.ResourceType(name)
+            else:
+                rt = self.shared.host_resource(iface, name, cls)
+            self._host_resources[key] = rt
         return rt
 
     # the walk ---------------------------------------------------------------------------------
@@ -429,6 +495,9 @@ class Runtime:
         return rt
 
     def resolve_deftype(self, t: Any, scope: Scope) -> Any:
+        return self.shared.intern(t, self._resolve_deftype(t, scope))
+
+    def _resolve_deftype(self, t: Any, scope: Scope) -> Any:
         vt = lambda ref: self.valtype(ref, scope)  # noqa: E731
         opt = lambda ref: None if ref is None else vt(ref)  # noqa: E731
         if isinstance(t, B.PrimDef):
