@@ -141,25 +141,33 @@ class Scope:
         return s
 
 
-def _type_parts(v: Any) -> list[Any] | None:
-    """The types a resolved type is made of (None for a type never shared: it holds per-instance state)."""
-    if isinstance(v, (T.RecordType, T.VariantType)):
-        return [t for _, t in (v.fields if isinstance(v, T.RecordType) else v.cases)]
-    if isinstance(v, T.ListType):
-        return [v.elem]
-    if isinstance(v, T.TupleType):
-        return list(v.elems)
-    if isinstance(v, (T.FlagsType, T.EnumType)):
-        return []
-    if isinstance(v, T.OptionType):
-        return [v.elem]
-    if isinstance(v, T.ResultType):
-        return [v.ok, v.err]
-    if isinstance(v, (T.OwnType, T.BorrowType)):
-        return [v.resource]
-    if isinstance(v, T.FuncType):
-        return [t for _, t in v.params] + [v.result]
-    return None
+def _record_refs(t: Any) -> list[Any]:
+    return [ft for _, ft in t.fields]
+
+
+def _variant_refs(t: Any) -> list[Any]:
+    return [ct for _, ct in t.cases]
+
+
+def _func_refs(t: Any) -> list[Any]:
+    return [p for _, p in t.params] + [t.result]
+
+
+# the type indices (or primitive names, or None) a type definition refers to, in order; definitions not
+# listed (resources, instance and component types) are never shared: they hold per-instance state
+_DEF_REFS: dict[type, Callable[[Any], list[Any]]] = {
+    B.RecordDef: _record_refs,
+    B.VariantDef: _variant_refs,
+    B.ListDef: lambda t: [t.elem],
+    B.TupleDef: lambda t: list(t.elems),
+    B.FlagsDef: lambda t: [],
+    B.EnumDef: lambda t: [],
+    B.OptionDef: lambda t: [t.elem],
+    B.ResultDef: lambda t: [t.ok, t.err],
+    B.OwnDef: lambda t: [t.resource],
+    B.BorrowDef: lambda t: [t.resource],
+    B.FuncTypeDef: _func_refs,
+}
 
 
 class SharedTypes:
@@ -175,23 +183,40 @@ class SharedTypes:
         self.ids.add(id(None))
         self.planner = C.Planner()
 
-    def intern(self, defn: Any, value: Any) -> Any:
-        """The shared type equal to `value` (resolved from `defn`), or `value` itself if it cannot be shared."""
-        parts = _type_parts(value)
-        if parts is None:
-            return value
+    def key(self, defn: Any, scope: "Scope") -> tuple | None:
+        """What a shared type resolved from `defn` in `scope` is known by: the definition and the shared
+        types it refers to there; None if it refers to anything not shared (or to nothing valid)."""
+        refs = _DEF_REFS.get(type(defn))
+        if refs is None:
+            return None
         ids = self.ids
+        primitives = T.PRIMITIVES
+        spaces = scope.spaces["type"]
         key = [id(defn)]
-        for t in parts:
-            k = id(t)
+        for ref in refs(defn):
+            if ref is None:
+                v = None
+            elif isinstance(ref, str):
+                v = primitives.get(ref)
+                if v is None:
+                    return None
+            elif 0 <= ref < len(spaces):
+                v = spaces[ref]
+            else:
+                return None  # out of bounds: resolving reports it
+            k = id(v)
             if k not in ids:
-                return value
+                return None
             key.append(k)
-        shared = self.types.setdefault(tuple(key), value)  # one winner if two threads instantiate at once
+        return tuple(key)
+
+    def add(self, key: tuple, value: Any) -> Any:
+        """Shares `value` under `key`; returns the shared one (one winner if two threads race)."""
+        shared = self.types.setdefault(key, value)
         if shared is value:
-            ids.add(id(value))
+            self.ids.add(id(value))
             if isinstance(value, T.FuncType) and value.params_tuple is not None:
-                ids.add(id(value.params_tuple))
+                self.ids.add(id(value.params_tuple))
         return shared
 
     def host_resource(self, iface: str, name: str, cls: type) -> T.ResourceType:
@@ -495,7 +520,15 @@ class Runtime:
         return rt
 
     def resolve_deftype(self, t: Any, scope: Scope) -> Any:
-        return self.shared.intern(t, self._resolve_deftype(t, scope))
+        shared = self.shared
+        key = shared.key(t, scope)
+        if key is None:
+            return self._resolve_deftype(t, scope)
+        found = shared.types.get(key)
+        if found is not None:
+            return found
+        value = self._resolve_deftype(t, scope)
+        return value if value is UNSERVED else shared.add(key, value)
 
     def _resolve_deftype(self, t: Any, scope: Scope) -> Any:
         vt = lambda ref: self.valtype(ref, scope)  # noqa: E731
