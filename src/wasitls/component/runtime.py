@@ -235,6 +235,8 @@ class Runtime:
         self.store = wasmtime.Store(wasmtime_engine)
         self.ctx = capi.store_context(self.store)
         self.functions = capi.CoreFunctions(self.ctx)
+        self._bodies: list[tuple[Callable[[Any], None], str] | None] = [None]  # env 0 is NULL: never a body
+        self._callback = self._make_callback()
         self.modules = modules
         self.linker = linker
         self.shared = shared if shared is not None else SharedTypes()
@@ -283,16 +285,23 @@ class Runtime:
 
     def new_core_func(self, params: tuple[str, ...], results: tuple[str, ...], adapter: Callable[[Any], None],
                       label: str) -> CoreExtern:
+        self._bodies.append((adapter, label))
+        return self.functions.new_shared(params, results, self._callback, len(self._bodies) - 1)
+
+    def _make_callback(self) -> Any:
+        """The one raw callback of this store's host functions: `env` is the index of the function's body."""
+        bodies = self._bodies
         trap_for = self.trap_for
 
         def callback(env, caller, slots, nslots):
+            adapter, label = bodies[env]
             try:
                 adapter(slots)
                 return 0
             except BaseException as e:  # every exception becomes a trap; exits are re-raised by call()
                 return trap_for(e, label)
 
-        return self.functions.new(params, results, callback)
+        return capi.RAW_CALLBACK(callback)
 
     def core_call(self, func: Any, nparams: int, nresults: int) -> CoreCall:
         if not isinstance(func, CoreExtern) or func[0] != capi.EXTERN_FUNC:

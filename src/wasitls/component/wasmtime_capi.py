@@ -221,6 +221,14 @@ class CoreFunctions:
         _func_new_unchecked(self.ctx, self._functype(params, results), cb, None, None, addressof(func))
         return func_extern(func)
 
+    def new_shared(self, params: tuple[str, ...], results: tuple[str, ...], callback: Any, env: int) -> CoreExtern:
+        """As `new`, but the body is `callback`, a RAW_CALLBACK shared by many functions (made once: making
+        one costs more than the function) which tells them apart by `env`, its first argument (not 0).
+        The caller keeps `callback` alive as long as the store."""
+        func = ffi.wasmtime_func_t()
+        _func_new_unchecked(self.ctx, self._functype(params, results), callback, env, None, addressof(func))
+        return func_extern(func)
+
     def _functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
         key = (params, results)
         ty = self._functypes.get(key)
