@@ -408,6 +408,17 @@ class Runtime:
     def alias(self, d: Any, scope: Scope, args) -> None:
         scope.add(d.sort, self.alias_target(d, scope))
 
+    def alias_core_export(self, d: B.AliasCoreExport, scope: Scope, args) -> None:
+        # the commonest definition of a componentize-py guest (thousands): alias_target, inlined
+        space = scope.spaces["core instance"]
+        if not 0 <= d.instance < len(space):
+            scope.get("core instance", d.instance)  # raises the out-of-bounds error
+        try:
+            value = space[d.instance][d.name]
+        except KeyError:
+            raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
+        scope.spaces[d.sort].append(value)
+
     def alias_target(self, d: Any, scope: Scope) -> Any:
         if isinstance(d, B.AliasOuter):
             return scope.outer(d.count).get(d.sort, d.index)
@@ -630,7 +641,7 @@ _HANDLERS: dict[type, Callable[..., None]] = {
     B.Instantiate: Runtime.instantiate_component,
     B.InlineExports: Runtime.inline_exports,
     B.AliasExport: Runtime.alias,
-    B.AliasCoreExport: Runtime.alias,
+    B.AliasCoreExport: Runtime.alias_core_export,
     B.AliasOuter: Runtime.alias,
     B.TypeDef: Runtime.type_def,
     B.CanonLift: Runtime.canon_lift,
