@@ -207,7 +207,6 @@ class CoreFunctions:
     def __init__(self, ctx: int):
         self.ctx = ctx
         self._keep: list[Any] = []  # ctypes callbacks must outlive the store
-        self._functypes: dict[tuple, wasmtime.FuncType] = {}
 
     def new(self, params: tuple[str, ...], results: tuple[str, ...],
             body: Callable[[Any, Any, Any, int], int]) -> CoreExtern:
@@ -231,11 +230,16 @@ class CoreFunctions:
 
     def _functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
         key = (params, results)
-        ty = self._functypes.get(key)
-        if ty is None:
+        found = _FUNCTYPES.get(key)
+        if found is None:
             ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
-            self._functypes[key] = ty
-        return ctypes.cast(ty.ptr(), c_void_p).value  # type: ignore[return-value]
+            found = _FUNCTYPES.setdefault(key, (ty, ctypes.cast(ty.ptr(), c_void_p).value))
+        return found[1]  # type: ignore[return-value]
+
+
+# core function types by (params, results), with their pointers: wasmtime_func_new_unchecked only reads
+# them, and they belong to no store, so every store's functions share them (making one costs ~10 us)
+_FUNCTYPES: dict[tuple, tuple[wasmtime.FuncType, int]] = {}
 
 
 class CoreCall:
