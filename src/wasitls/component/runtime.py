@@ -178,6 +178,7 @@ class SharedTypes:
 
     def __init__(self) -> None:
         self.types: dict[tuple, Any] = {}
+        self.refs: dict[int, tuple | bool] = {}  # by id of a type definition of the component: see _refs
         self.resources: dict[tuple, T.ResourceType] = {}
         self.ids: set[int] = {id(t) for t in T.PRIMITIVES.values()}  # the entries above keep these ids alive
         self.ids.add(id(None))
@@ -186,29 +187,48 @@ class SharedTypes:
     def key(self, defn: Any, scope: "Scope") -> tuple | None:
         """What a shared type resolved from `defn` in `scope` is known by: the definition and the shared
         types it refers to there; None if it refers to anything not shared (or to nothing valid)."""
-        refs = _DEF_REFS.get(type(defn))
+        refs = self.refs.get(id(defn))
         if refs is None:
+            refs = self.refs[id(defn)] = self._refs(defn)
+        if refs is False:
             return None
         ids = self.ids
-        primitives = T.PRIMITIVES
         spaces = scope.spaces["type"]
+        n = len(spaces)
         key = [id(defn)]
-        for ref in refs(defn):
-            if ref is None:
-                v = None
-            elif isinstance(ref, str):
-                v = primitives.get(ref)
-                if v is None:
-                    return None
-            elif 0 <= ref < len(spaces):
-                v = spaces[ref]
-            else:
+        for index, fixed in refs:
+            if index < 0:
+                key.append(fixed)
+                continue
+            if index >= n:
                 return None  # out of bounds: resolving reports it
-            k = id(v)
+            k = id(spaces[index])
             if k not in ids:
                 return None
             key.append(k)
         return tuple(key)
+
+    @staticmethod
+    def _refs(defn: Any) -> tuple | bool:
+        """(type index, -1) or (-1, id of a primitive or None) for each type `defn` refers to; False if
+        it is never shared."""
+        refs = _DEF_REFS.get(type(defn))
+        if refs is None:
+            return False
+        found = []
+        for ref in refs(defn):
+            if ref is None:
+                found.append((-1, id(None)))
+            elif isinstance(ref, str):
+                prim = T.PRIMITIVES.get(ref)
+                if prim is None:
+                    return False
+                found.append((-1, id(prim)))
+            elif ref >= 0:
+                found.append((ref, -1))
+            else:
+                return False
+        return tuple(found)
 
     def add(self, key: tuple, value: Any) -> Any:
         """Shares `value` under `key`; returns the shared one (one winner if two threads race)."""
