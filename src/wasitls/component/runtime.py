@@ -183,6 +183,7 @@ class SharedTypes:
         self.ids: set[int] = {id(t) for t in T.PRIMITIVES.values()}  # the entries above keep these ids alive
         self.ids.add(id(None))
         self.planner = C.Planner()
+        self.functypes: dict[tuple, Any] = {}  # see capi.CoreFunctions: a component has one engine
 
     def key(self, defn: Any, scope: "Scope") -> tuple | None:
         """What a shared type resolved from `defn` in `scope` is known by: the definition and the shared
@@ -254,12 +255,12 @@ class Runtime:
                  shared: SharedTypes | None = None):
         self.store = wasmtime.Store(wasmtime_engine)
         self.ctx = capi.store_context(self.store)
-        self.functions = capi.CoreFunctions(self.ctx)
+        self.shared = shared if shared is not None else SharedTypes()
+        self.functions = capi.CoreFunctions(self.ctx, self.shared.functypes)
         self._bodies: list[tuple[Callable[[Any], None], str] | None] = [None]  # env 0 is NULL: never a body
         self._callback = self._make_callback()
         self.modules = modules
         self.linker = linker
-        self.shared = shared if shared is not None else SharedTypes()
         self.planner = C.Planner(self.shared.planner, self.shared.ids)
         self.missing: list[str] = []
         self.pending: BaseException | None = None  # what a host function raised to unwind the guest

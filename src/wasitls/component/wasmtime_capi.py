@@ -204,9 +204,12 @@ def instantiate_core(ctx: int, module: wasmtime.Module, externs: list[CoreExtern
 class CoreFunctions:
     """Makes host functions in one store; keeps what they need alive as long as the store lives."""
 
-    def __init__(self, ctx: int):
+    def __init__(self, ctx: int, functypes: dict[tuple, tuple[wasmtime.FuncType, int]] | None = None):
         self.ctx = ctx
         self._keep: list[Any] = []  # ctypes callbacks must outlive the store
+        # core function types by (params, results), with their pointers: making one costs ~10 us, so the
+        # stores of one engine may share them (a type is bound to the first engine it is used with)
+        self._functypes = {} if functypes is None else functypes
 
     def new(self, params: tuple[str, ...], results: tuple[str, ...],
             body: Callable[[Any, Any, Any, int], int]) -> CoreExtern:
@@ -230,16 +233,11 @@ class CoreFunctions:
 
     def _functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
         key = (params, results)
-        found = _FUNCTYPES.get(key)
+        found = self._functypes.get(key)
         if found is None:
             ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
-            found = _FUNCTYPES.setdefault(key, (ty, ctypes.cast(ty.ptr(), c_void_p).value))
+            found = self._functypes.setdefault(key, (ty, ctypes.cast(ty.ptr(), c_void_p).value))
         return found[1]  # type: ignore[return-value]
-
-
-# core function types by (params, results), with their pointers: wasmtime_func_new_unchecked only reads
-# them, and they belong to no store, so every store's functions share them (making one costs ~10 us)
-_FUNCTYPES: dict[tuple, tuple[wasmtime.FuncType, int]] = {}
 
 
 class CoreCall:
