@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import CFUNCTYPE, POINTER, addressof, c_size_t, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, PYFUNCTYPE, addressof, c_size_t, c_uint64, c_void_p
 from typing import Any, Callable
 
 import wasmtime
@@ -61,16 +61,19 @@ def trap_line(text: str) -> str:
 _dll = ffi.dll
 # a host function's body: (env, caller, value slots, number of slots) -> trap pointer or 0
 RAW_CALLBACK = CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(c_uint64), c_size_t)
-_func_new_unchecked = CFUNCTYPE(None, c_void_p, c_void_p, RAW_CALLBACK, c_void_p, c_void_p, c_void_p)(
+# Short calls keep the GIL (PYFUNCTYPE): handing it over for a microsecond call lets another thread take
+# it, and getting it back waits for that thread's switch interval (`wasitls serve` instantiates while
+# other threads answer requests). A guest call (`_func_call_unchecked`) still releases it.
+_func_new_unchecked = PYFUNCTYPE(None, c_void_p, c_void_p, RAW_CALLBACK, c_void_p, c_void_p, c_void_p)(
     ("wasmtime_func_new_unchecked", _dll))
 _func_call_unchecked = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)(
     ("wasmtime_func_call_unchecked", _dll))
-_memory_data = CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
-_memory_data_size = CFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
-_trap_new = CFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
-_instance_export_get = CFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
+_memory_data = PYFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
+_memory_data_size = PYFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
+_trap_new = PYFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
+_instance_export_get = PYFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
     ("wasmtime_instance_export_get", _dll))
-_instance_new = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
+_instance_new = PYFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
     ("wasmtime_instance_new", _dll))
 _memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
 _memoryview_from_memory.restype = ctypes.py_object
