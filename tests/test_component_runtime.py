@@ -351,6 +351,26 @@ def test_guest_resource_held_by_host():
     assert res.events[-1] == ("dropped", 7)
 
 
+def test_instances_of_one_loaded_component_keep_their_own_guest_resources():
+    # instances of one loaded component share its resolved types and plans: a guest resource type
+    # must still be each instance's own, and host resources usable in every instance
+    comp = ENGINES["fast"].load(wasm_of("resources"), cache=NO_CACHE)
+    res = Res()
+
+    def fresh():
+        linker = HostLinker()
+        linker.register(res)
+        return comp.instantiate(linker)
+
+    a, b = fresh(), fresh()
+    t = a.call(None, "[constructor]thing", 42)
+    with pytest.raises(GuestTrap):
+        b.call(None, "thing-value", t)  # a's resource, not b's
+    assert a.call(None, "thing-value", t) == 42
+    c = fresh().call(None, "make", 5)
+    assert fresh().call(None, "bump", c) == 6  # a host resource made through one instance, used by another
+
+
 # -- traps -------------------------------------------------------------------------------------
 
 TRAPS = ["bad-char", "big-char", "bad-string", "oob-list", "bad-disc", "bad-enum", "unaligned", "boom"]

@@ -138,6 +138,7 @@ class Host:
         # what a guest's ssl module may do (wasitls:tls/memory): skip checks, replace the host's roots
         self.tls_guest_policy = {"guest_insecure": bool(tls_guest_insecure), "guest_roots": tls_guest_roots}
         self._tls_config: Any = None
+        self._interfaces: list[tuple[str, str, tuple[str, ...]]] | None = None
         self.http_client_identities = _parse_http_client_identities(http_client_identities, identities)
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.progress = progress
@@ -193,7 +194,9 @@ class Host:
             return http[0]
 
         contexts = {"tls_interfaces": guest_tls, "http": guest_http}
-        for module, name, names in interface_table(self.cache.directory):
+        if self._interfaces is None:  # the same for every guest of this host (serve makes one per request)
+            self._interfaces = interface_table(self.cache.directory)
+        for module, name, names in self._interfaces:
             context = contexts.get(package_of(module), lambda: ctx)
             linker.register_deferred(names, lambda m=module, n=name, c=context: load_interface(m, n)(c()))
         return linker

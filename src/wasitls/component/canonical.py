@@ -269,17 +269,36 @@ class Plan:
 
 
 class Planner:
-    """Builds and caches the plan of each type (types are shared by many functions)."""
+    """Builds and caches the plan of each type (types are shared by many functions).
 
-    def __init__(self) -> None:
+    Types whose ids are in `shared_ids` outlive this planner (they are shared by the instances of one
+    component): their plans are asked of, and kept by, the `shared` planner."""
+
+    def __init__(self, shared: "Planner | None" = None, shared_ids: set[int] | frozenset[int] = frozenset()) -> None:
         self._plans: dict[int, Plan] = {}
+        self._shapes: dict[tuple, tuple] = {}
+        self.shared = shared
+        self.shared_ids = shared_ids
 
     def plan(self, t: T.ValType) -> Plan:
         p = self._plans.get(id(t))
         if p is None or p.type is not t:
+            if self.shared is not None and id(t) in self.shared_ids:
+                return self.shared.plan(t)
             p = self._build(t)
             self._plans[id(t)] = p
         return p
+
+    def lower_shape(self, ft: T.FuncType) -> tuple:
+        """What `lower_adapter` needs of a function type, whatever the function and instance."""
+        key = ("lower", id(ft))
+        shape = self._shapes.get(key)
+        if shape is None or shape[0] is not ft:
+            if self.shared is not None and id(ft) in self.shared_ids:
+                return self.shared.lower_shape(ft)
+            shape = (ft, _lower_shape(self, ft))
+            self._shapes[key] = shape
+        return shape[1]
 
     def _build(self, t: T.ValType) -> Plan:
         if isinstance(t, T.Prim):
@@ -985,12 +1004,7 @@ def _handle_plan(t: T.ValType, lift_handle, lower_handle) -> Plan:
 # -- adapters: whole function calls -----------------------------------------------------------
 
 
-def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callable[..., Any], label: str):
-    """`canon lower`: a function of the raw slots that lifts the guest's arguments, calls `callee`
-    with plain values and lowers its result (into memory through the return pointer if it spills).
-
-    `slots` is indexable with 16-byte wasmtime_val_raw_t slots seen as u64 pairs: slot k is slots[2k].
-    """
+def _lower_shape(planner: Planner, ft: T.FuncType) -> tuple:
     param_plans = [planner.plan(t) for _, t in ft.params]
     result = ft.result
     result_plan = planner.plan(result) if result is not None else None
@@ -1007,6 +1021,18 @@ def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callabl
         lifts.append((k, p.lift))
         k += p.nflat
     slot_indices = range(0, 2 * n_core_params, 2)
+    return (param_plans, result, result_plan, returns_result, params_spill, result_spill, needs_memory,
+            params_tuple_plan, lifts, slot_indices)
+
+
+def lower_adapter(planner: Planner, cx: Context, ft: T.FuncType, callee: Callable[..., Any], label: str):
+    """`canon lower`: a function of the raw slots that lifts the guest's arguments, calls `callee`
+    with plain values and lowers its result (into memory through the return pointer if it spills).
+
+    `slots` is indexable with 16-byte wasmtime_val_raw_t slots seen as u64 pairs: slot k is slots[2k].
+    """
+    (param_plans, result, result_plan, returns_result, params_spill, result_spill, needs_memory,
+     params_tuple_plan, lifts, slot_indices) = planner.lower_shape(ft)
     instance = cx.instance
 
     def call(args):

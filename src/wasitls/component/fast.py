@@ -12,7 +12,7 @@ from .backend import Backend, ComponentInstance, LoadedComponent, Progress
 from .compile_cache import CompileCache, WasmFile
 from .errors import ComponentError, GuestTrap
 from .linker import HostLinker, split_name
-from .runtime import CompiledModule, InstanceValue, Runtime
+from .runtime import CompiledModule, InstanceValue, Runtime, SharedTypes
 from .values import Trap
 from .wasmtime_capi import WASMTIME_VERSION, trap_line
 
@@ -92,6 +92,7 @@ class FastComponent(LoadedComponent):
         self.backend = backend
         self.comp = comp
         self.modules = modules
+        self.shared = SharedTypes()  # types and plans every instance resolves alike, made by the first
 
     def imported_instances(self) -> list[str]:
         return [d.name for d in self.comp.imports if d.extern.sort == "instance"]
@@ -100,7 +101,7 @@ class FastComponent(LoadedComponent):
         return [d.name for d in self.comp.exports if d.sort == "instance"]
 
     def instantiate(self, linker: HostLinker) -> "FastInstance":
-        runtime = Runtime(self.backend.wasmtime_engine, self.modules, linker)
+        runtime = Runtime(self.backend.wasmtime_engine, self.modules, linker, self.shared)
         try:
             root = runtime.instantiate(self.comp)
         except (Trap, GuestTrap) as e:

@@ -15,6 +15,7 @@ Values follow `values.py`. A backend knows nothing of what an interface does.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -35,6 +36,7 @@ class HostInterface:
     resources: ClassVar[dict[str, type]] = {}
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names, for every instance a server makes
 def split_name(name: str) -> tuple[str, str | None]:
     """'wasi:io/streams@0.2.9' -> ('wasi:io/streams', '0.2.9')."""
     m = _NAME.match(name)

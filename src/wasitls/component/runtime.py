@@ -141,16 +141,127 @@ class Scope:
         return s
 
 
+def _record_refs(t: Any) -> list[Any]:
+    return [ft for _, ft in t.fields]
+
+
+def _variant_refs(t: Any) -> list[Any]:
+    return [ct for _, ct in t.cases]
+
+
+def _func_refs(t: Any) -> list[Any]:
+    return [p for _, p in t.params] + [t.result]
+
+
+# the type indices (or primitive names, or None) a type definition refers to, in order; definitions not
+# listed (resources, instance and component types) are never shared: they hold per-instance state
+_DEF_REFS: dict[type, Callable[[Any], list[Any]]] = {
+    B.RecordDef: _record_refs,
+    B.VariantDef: _variant_refs,
+    B.ListDef: lambda t: [t.elem],
+    B.TupleDef: lambda t: list(t.elems),
+    B.FlagsDef: lambda t: [],
+    B.EnumDef: lambda t: [],
+    B.OptionDef: lambda t: [t.elem],
+    B.ResultDef: lambda t: [t.ok, t.err],
+    B.OwnDef: lambda t: [t.resource],
+    B.BorrowDef: lambda t: [t.resource],
+    B.FuncTypeDef: _func_refs,
+}
+
+
+class SharedTypes:
+    """What instantiating one loaded component resolves the same way every time, kept across its instances:
+    value and function types built only from primitives, host resources and other shared types, host
+    resource types (one per import name, resource and host class), and the canonical-ABI plans of them.
+    Guest resources (and anything holding one) belong to one instance and are never shared."""
+
+    def __init__(self) -> None:
+        self.types: dict[tuple, Any] = {}
+        self.refs: dict[int, tuple | bool] = {}  # by id of a type definition of the component: see _refs
+        self.resources: dict[tuple, T.ResourceType] = {}
+        self.ids: set[int] = {id(t) for t in T.PRIMITIVES.values()}  # the entries above keep these ids alive
+        self.ids.add(id(None))
+        self.planner = C.Planner()
+        self.functypes: dict[tuple, Any] = {}  # see capi.CoreFunctions: a component has one engine
+
+    def key(self, defn: Any, scope: "Scope") -> tuple | None:
+        """What a shared type resolved from `defn` in `scope` is known by: the definition and the shared
+        types it refers to there; None if it refers to anything not shared (or to nothing valid)."""
+        refs = self.refs.get(id(defn))
+        if refs is None:
+            refs = self.refs[id(defn)] = self._refs(defn)
+        if refs is False:
+            return None
+        ids = self.ids
+        spaces = scope.spaces["type"]
+        n = len(spaces)
+        key = [id(defn)]
+        for index, fixed in refs:
+            if index < 0:
+                key.append(fixed)
+                continue
+            if index >= n:
+                return None  # out of bounds: resolving reports it
+            k = id(spaces[index])
+            if k not in ids:
+                return None
+            key.append(k)
+        return tuple(key)
+
+    @staticmethod
+    def _refs(defn: Any) -> tuple | bool:
+        """(type index, -1) or (-1, id of a primitive or None) for each type `defn` refers to; False if
+        it is never shared."""
+        refs = _DEF_REFS.get(type(defn))
+        if refs is None:
+            return False
+        found = []
+        for ref in refs(defn):
+            if ref is None:
+                found.append((-1, id(None)))
+            elif isinstance(ref, str):
+                prim = T.PRIMITIVES.get(ref)
+                if prim is None:
+                    return False
+                found.append((-1, id(prim)))
+            elif ref >= 0:
+                found.append((ref, -1))
+            else:
+                return False
+        return tuple(found)
+
+    def add(self, key: tuple, value: Any) -> Any:
+        """Shares `value` under `key`; returns the shared one (one winner if two threads race)."""
+        shared = self.types.setdefault(key, value)
+        if shared is value:
+            self.ids.add(id(value))
+            if isinstance(value, T.FuncType) and value.params_tuple is not None:
+                self.ids.add(id(value.params_tuple))
+        return shared
+
+    def host_resource(self, iface: str, name: str, cls: type) -> T.ResourceType:
+        rt = self.resources.get((iface, name, cls))
+        if rt is None:
+            rt = self.resources.setdefault((iface, name, cls), T.ResourceType(name, host_class=cls))
+            self.ids.add(id(rt))
+        return rt
+
+
 class Runtime:
     """Everything one instantiation owns: the store, the callbacks, what a trap left behind."""
 
-    def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker):
+    def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker,
+                 shared: SharedTypes | None = None):
         self.store = wasmtime.Store(wasmtime_engine)
         self.ctx = capi.store_context(self.store)
-        self.functions = capi.CoreFunctions(self.ctx)
+        self.shared = shared if shared is not None else SharedTypes()
+        self.functions = capi.CoreFunctions(self.ctx, self.shared.functypes)
+        self._bodies: list[tuple[Callable[[Any], None], str] | None] = [None]  # env 0 is NULL: never a body
+        self._callback = self._make_callback()
         self.modules = modules
         self.linker = linker
-        self.planner = C.Planner()
+        self.planner = C.Planner(self.shared.planner, self.shared.ids)
         self.missing: list[str] = []
         self.pending: BaseException | None = None  # what a host function raised to unwind the guest
         self._memories: dict[CoreExtern, LinearMemory] = {}
@@ -195,16 +306,23 @@ class Runtime:
 
     def new_core_func(self, params: tuple[str, ...], results: tuple[str, ...], adapter: Callable[[Any], None],
                       label: str) -> CoreExtern:
+        self._bodies.append((adapter, label))
+        return self.functions.new_shared(params, results, self._callback, len(self._bodies) - 1)
+
+    def _make_callback(self) -> Any:
+        """The one raw callback of this store's host functions: `env` is the index of the function's body."""
+        bodies = self._bodies
         trap_for = self.trap_for
 
         def callback(env, caller, slots, nslots):
+            adapter, label = bodies[env]
             try:
                 adapter(slots)
                 return 0
             except BaseException as e:  # every exception becomes a trap; exits are re-raised by call()
                 return trap_for(e, label)
 
-        return self.functions.new(params, results, callback)
+        return capi.RAW_CALLBACK(callback)
 
     def core_call(self, func: Any, nparams: int, nresults: int) -> CoreCall:
         if not isinstance(func, CoreExtern) or func[0] != capi.EXTERN_FUNC:
@@ -230,7 +348,10 @@ class Runtime:
             cls = resource_class(impl, name)
             if cls is None:
                 self.missing.append(f"{iface}#{name}")
-            rt = self._host_resources[key] = T.ResourceType(name, host_class=cls)
+                rt = T.ResourceType(name)
+            else:
+                rt = self.shared.host_resource(iface, name, cls)
+            self._host_resources[key] = rt
         return rt
 
     # the walk ---------------------------------------------------------------------------------
@@ -307,6 +428,17 @@ class Runtime:
 
     def alias(self, d: Any, scope: Scope, args) -> None:
         scope.add(d.sort, self.alias_target(d, scope))
+
+    def alias_core_export(self, d: B.AliasCoreExport, scope: Scope, args) -> None:
+        # the commonest definition of a componentize-py guest (thousands): alias_target, inlined
+        space = scope.spaces["core instance"]
+        if not 0 <= d.instance < len(space):
+            scope.get("core instance", d.instance)  # raises the out-of-bounds error
+        try:
+            value = space[d.instance][d.name]
+        except KeyError:
+            raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
+        scope.spaces[d.sort].append(value)
 
     def alias_target(self, d: Any, scope: Scope) -> Any:
         if isinstance(d, B.AliasOuter):
@@ -429,6 +561,17 @@ class Runtime:
         return rt
 
     def resolve_deftype(self, t: Any, scope: Scope) -> Any:
+        shared = self.shared
+        key = shared.key(t, scope)
+        if key is None:
+            return self._resolve_deftype(t, scope)
+        found = shared.types.get(key)
+        if found is not None:
+            return found
+        value = self._resolve_deftype(t, scope)
+        return value if value is UNSERVED else shared.add(key, value)
+
+    def _resolve_deftype(self, t: Any, scope: Scope) -> Any:
         vt = lambda ref: self.valtype(ref, scope)  # noqa: E731
         opt = lambda ref: None if ref is None else vt(ref)  # noqa: E731
         if isinstance(t, B.PrimDef):
@@ -519,7 +662,7 @@ _HANDLERS: dict[type, Callable[..., None]] = {
     B.Instantiate: Runtime.instantiate_component,
     B.InlineExports: Runtime.inline_exports,
     B.AliasExport: Runtime.alias,
-    B.AliasCoreExport: Runtime.alias,
+    B.AliasCoreExport: Runtime.alias_core_export,
     B.AliasOuter: Runtime.alias,
     B.TypeDef: Runtime.type_def,
     B.CanonLift: Runtime.canon_lift,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import CFUNCTYPE, POINTER, addressof, c_size_t, c_uint64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, PYFUNCTYPE, addressof, c_size_t, c_uint64, c_void_p
 from typing import Any, Callable
 
 import wasmtime
@@ -61,16 +61,19 @@ def trap_line(text: str) -> str:
 _dll = ffi.dll
 # a host function's body: (env, caller, value slots, number of slots) -> trap pointer or 0
 RAW_CALLBACK = CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(c_uint64), c_size_t)
-_func_new_unchecked = CFUNCTYPE(None, c_void_p, c_void_p, RAW_CALLBACK, c_void_p, c_void_p, c_void_p)(
+# Short calls keep the GIL (PYFUNCTYPE): handing it over for a microsecond call lets another thread take
+# it, and getting it back waits for that thread's switch interval (`wasitls serve` instantiates while
+# other threads answer requests). A guest call (`_func_call_unchecked`) still releases it.
+_func_new_unchecked = PYFUNCTYPE(None, c_void_p, c_void_p, RAW_CALLBACK, c_void_p, c_void_p, c_void_p)(
     ("wasmtime_func_new_unchecked", _dll))
 _func_call_unchecked = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)(
     ("wasmtime_func_call_unchecked", _dll))
-_memory_data = CFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
-_memory_data_size = CFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
-_trap_new = CFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
-_instance_export_get = CFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
+_memory_data = PYFUNCTYPE(c_void_p, c_void_p, c_void_p)(("wasmtime_memory_data", _dll))
+_memory_data_size = PYFUNCTYPE(c_size_t, c_void_p, c_void_p)(("wasmtime_memory_data_size", _dll))
+_trap_new = PYFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", _dll))
+_instance_export_get = PYFUNCTYPE(ctypes.c_bool, c_void_p, c_void_p, ctypes.c_char_p, c_size_t, c_void_p)(
     ("wasmtime_instance_export_get", _dll))
-_instance_new = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
+_instance_new = PYFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_void_p)(
     ("wasmtime_instance_new", _dll))
 _memoryview_from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
 _memoryview_from_memory.restype = ctypes.py_object
@@ -204,10 +207,12 @@ def instantiate_core(ctx: int, module: wasmtime.Module, externs: list[CoreExtern
 class CoreFunctions:
     """Makes host functions in one store; keeps what they need alive as long as the store lives."""
 
-    def __init__(self, ctx: int):
+    def __init__(self, ctx: int, functypes: dict[tuple, tuple[wasmtime.FuncType, int]] | None = None):
         self.ctx = ctx
         self._keep: list[Any] = []  # ctypes callbacks must outlive the store
-        self._functypes: dict[tuple, wasmtime.FuncType] = {}
+        # core function types by (params, results), with their pointers: making one costs ~10 us, so the
+        # stores of one engine may share them (a type is bound to the first engine it is used with)
+        self._functypes = {} if functypes is None else functypes
 
     def new(self, params: tuple[str, ...], results: tuple[str, ...],
             body: Callable[[Any, Any, Any, int], int]) -> CoreExtern:
@@ -221,13 +226,21 @@ class CoreFunctions:
         _func_new_unchecked(self.ctx, self._functype(params, results), cb, None, None, addressof(func))
         return func_extern(func)
 
+    def new_shared(self, params: tuple[str, ...], results: tuple[str, ...], callback: Any, env: int) -> CoreExtern:
+        """As `new`, but the body is `callback`, a RAW_CALLBACK shared by many functions (made once: making
+        one costs more than the function) which tells them apart by `env`, its first argument (not 0).
+        The caller keeps `callback` alive as long as the store."""
+        func = ffi.wasmtime_func_t()
+        _func_new_unchecked(self.ctx, self._functype(params, results), callback, env, None, addressof(func))
+        return func_extern(func)
+
     def _functype(self, params: tuple[str, ...], results: tuple[str, ...]) -> int:
         key = (params, results)
-        ty = self._functypes.get(key)
-        if ty is None:
+        found = self._functypes.get(key)
+        if found is None:
             ty = wasmtime.FuncType([_CORE_VALTYPES[p] for p in params], [_CORE_VALTYPES[r] for r in results])
-            self._functypes[key] = ty
-        return ctypes.cast(ty.ptr(), c_void_p).value  # type: ignore[return-value]
+            found = self._functypes.setdefault(key, (ty, ctypes.cast(ty.ptr(), c_void_p).value))
+        return found[1]  # type: ignore[return-value]
 
 
 class CoreCall:
