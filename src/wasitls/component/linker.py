@@ -16,6 +16,7 @@ Values follow `values.py`. A backend knows nothing of what an interface does.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -34,6 +35,18 @@ class HostInterface:
     aliases: ClassVar[tuple[str, ...]] = ()
     # the resources this interface defines (not those it `use`s): WIT name -> class of its objects
     resources: ClassVar[dict[str, type]] = {}
+
+
+def interfaces_in(package: str, modules: Iterable[str]) -> list[type[HostInterface]]:
+    """Every host interface class (one with a `wit` name) that the given modules of `package` define, in order."""
+    found: list[type[HostInterface]] = []
+    for name in modules:
+        module = importlib.import_module(f"{package}.{name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, HostInterface) and obj.wit
+                    and obj.__module__ == module.__name__):
+                found.append(obj)
+    return found
 
 
 @functools.lru_cache(maxsize=1024)  # the same few names, for every instance a server makes

@@ -9,20 +9,12 @@ Imports point down only: http -> tls, wasi (io streams, sockets' stream backends
 
 from __future__ import annotations
 
-import importlib
-
-from ..component.linker import HostInterface
+from ..component.linker import HostInterface, interfaces_in
 
 # the interfaces of wasi:http@0.2.9 we serve to guests, in WIT package order
 MODULES = ["types", "outgoing_handler"]
 
 
 def interfaces() -> list[type[HostInterface]]:
-    found: list[type[HostInterface]] = []
-    for name in MODULES:
-        module = importlib.import_module(f"{__name__}.{name}")
-        for obj in vars(module).values():
-            if (isinstance(obj, type) and issubclass(obj, HostInterface) and obj.wit
-                    and obj.__module__ == module.__name__):
-                found.append(obj)
-    return found
+    """Every host interface class these modules define (a class with a `wit` name)."""
+    return interfaces_in(__name__, MODULES)

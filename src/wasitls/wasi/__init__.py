@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
-from ..component.linker import HostInterface
+from ..component.linker import HostInterface, interfaces_in
 
 # the modules of wasi:cli/imports@0.2.9 in WIT package order (wasi:tls is served from tls_interfaces/)
 MODULES = [
@@ -20,11 +18,4 @@ MODULES = [
 
 def interfaces() -> list[type[HostInterface]]:
     """Every host interface class these modules define (a class with a `wit` name)."""
-    found: list[type[HostInterface]] = []
-    for name in MODULES:
-        module = importlib.import_module(f"{__name__}.{name}")
-        for obj in vars(module).values():
-            if (isinstance(obj, type) and issubclass(obj, HostInterface) and obj.wit
-                    and obj.__module__ == module.__name__):
-                found.append(obj)
-    return found
+    return interfaces_in(__name__, MODULES)
