@@ -22,10 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from guests import build_js_guest  # noqa: E402
-from http_peers import PATTERN, Pki, PythonServer, find_nginx, openssl_www, start_nginx  # noqa: E402
+from wasitls.devtools import build_js_guest  # noqa: E402
+from wasitls.devtools.http_peers import PATTERN, Pki, PythonServer, find_nginx, openssl_www, start_nginx  # noqa: E402
 
 
 def native(port: int, path: str, ca: Path) -> float:

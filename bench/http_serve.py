@@ -30,10 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from guests import build_js_guest, build_test_guest, find_jco, find_wasmtime_cli  # noqa: E402
-from http_peers import Pki, free_port, wait_port  # noqa: E402
+from wasitls.devtools import build_js_guest, build_test_guest, find_jco, find_wasmtime_cli  # noqa: E402
+from wasitls.devtools.http_peers import Pki, free_port, wait_port  # noqa: E402
 
 NGINX_PROXY = """
 daemon off;
@@ -145,7 +144,7 @@ def main() -> None:
 
 def https(wasm: Path, wasmtime: Path, args: Any) -> None:
     import os
-    from http_peers import find_nginx
+    from wasitls.devtools.http_peers import find_nginx
 
     with tempfile.TemporaryDirectory(prefix="wasitls-bench-https-") as tmp:
         root = Path(tmp)

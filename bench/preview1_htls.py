@@ -28,18 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import trustme  # noqa: E402
 
-from p1.build import build_go  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from wasitls.devtools.http_peers import free_port  # noqa: E402
+from wasitls.devtools.preview1_build import build_go  # noqa: E402
 
 SMALL_REPEAT = 20
 

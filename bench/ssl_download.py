@@ -17,33 +17,16 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 CLIENT = ROOT / "bench" / "guests" / "ssl_client.py"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited at once (status {proc.returncode})")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit("the server did not start listening")
+from wasitls.devtools.http_peers import free_port, wait_port  # noqa: E402
 
 
 def measure(name: str, cmd: list[str], env: dict[str, str]) -> dict[str, str]:
@@ -101,7 +84,7 @@ def main() -> None:
         }
         best: dict[str, float] = {}
         try:
-            wait_listening(port, server)
+            wait_port(port, server)
             for n in range(ns.runs):
                 for name, cmd in clients.items():
                     facts = measure(name, cmd, env)

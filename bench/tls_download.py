@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from wasitls.devtools.http_peers import free_port, wait_port  # noqa: E402
+
 
 def native_client(host: str, port: int, path: str, ca: str) -> None:
     """The baseline, run in its own process: prints the same lines as the guest."""
@@ -66,21 +68,6 @@ def native_client(host: str, port: int, path: str, ca: str) -> None:
     print(f"cipher: {cipher[1]} {cipher[0]}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited at once (status {proc.returncode})")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit("the server did not start listening")
 
 
 def start_server(kind: str, tmp: Path, port: int) -> subprocess.Popen:
@@ -163,7 +150,7 @@ def main() -> None:
         }
         best: dict[str, float] = {}
         try:
-            wait_listening(port, server)
+            wait_port(port, server)
             for run in range(ns.runs):
                 for name, cmd in clients.items():
                     t = time.perf_counter()

@@ -1,144 +1,18 @@
-"""Helpers for tests that run the guests under tests/guests/: building them (the wasmtime CLI helpers
-the tests share with bench/ are in wasitls.devtools, re-exported here)."""
+"""The tests' names for the checkout's guest builders and the wasmtime CLI, which live in wasitls.devtools
+(the benchmarks use them too)."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-GUESTS_DIR = Path(__file__).resolve().parent / "guests"
-
 try:
-    from wasitls.devtools import (GUEST_LIB, WASMTIME_INSTALL_HINT, build_checkout_guest, find_wasmtime_cli,
-                                  wasmtime_precompiled)
+    import wasitls.devtools  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from wasitls.devtools import (GUEST_LIB, WASMTIME_INSTALL_HINT, build_checkout_guest, find_wasmtime_cli,
-                                  wasmtime_precompiled)
-from wasitls.guestbuild import assemble_wit, guest_cache_dir
-
-
-def guest_world(name: str) -> str:
-    """Each test guest's world is named after its directory, with dashes: wasi_probe -> wasi-probe."""
-    return name.replace("_", "-")
-
-
-def build_test_guest(name: str) -> Path:
-    """Build tests/guests/<name>/ (cached across runs by content) and return the .wasm path."""
-    return build_checkout_guest(GUESTS_DIR / name, guest_world(name))
-
-
-# --- JavaScript guests: jco componentize (componentize-js, StarlingMonkey) -------------------------
-
-JSTOOLS_MANIFEST = Path(__file__).resolve().parent / "jstools"
-JS_INSTALL_HINT = ("JS guest tools not installed: run tests/jstools/install.sh (needs node and npm, "
-                   "e.g. apt-get install nodejs npm; it puts jco 1.35.0 and componentize-js 0.23.0 "
-                   "under ~/.cache/wasitls/jstools)")
-
-
-def jstools_dir() -> Path:
-    override = os.environ.get("WASITLS_JSTOOLS")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "wasitls" / "jstools"
-
-
-def _node_ok(path_env: str) -> bool:
-    """jco needs Node.js >= 20.12 (it imports util.styleText)."""
-    node = shutil.which("node", path=path_env)
-    if node is None:
-        return False
-    out = subprocess.run([node, "-p", "process.versions.node"], capture_output=True, text=True)
-    major, minor = (int(x) for x in out.stdout.strip().split(".")[:2])
-    return (major, minor) >= (20, 12)
-
-
-def find_jco() -> tuple[Path, dict[str, str]] | None:
-    """(jco, environment to run it in) from tests/jstools/install.sh's directory; None when absent."""
-    tools = jstools_dir()
-    jco = tools / "node_modules" / ".bin" / "jco"
-    if not jco.exists():
-        return None
-    env = dict(os.environ)
-    local_node = tools / "node" / "node_modules" / ".bin"
-    if local_node.is_dir():
-        env["PATH"] = f"{local_node}{os.pathsep}{env.get('PATH', '')}"
-    if not _node_ok(env.get("PATH", "")):
-        return None
-    return jco, env
-
-
-def _js_tool_versions(tools: Path) -> str:
-    versions = []
-    for package in ("jco", "componentize-js", "preview2-shim"):
-        manifest = tools / "node_modules" / "@bytecodealliance" / package / "package.json"
-        versions.append(f"{package}:{json.loads(manifest.read_text())['version'] if manifest.exists() else '?'}")
-    return ",".join(versions)
-
-
-def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-event"),
-                   wasi_version: str | None = None) -> Path:
-    """Build tests/guests/<name>/ (app.js and wit/) with `jco componentize`, cached by content.
-
-    The guest's world is laid out with every vendored WIT package (as for Python guests). StarlingMonkey's
-    wasi:http support is disabled: we do not serve wasi:http, and a command needs none.
-    """
-    found = find_jco()
-    if found is None:
-        raise FileNotFoundError(JS_INSTALL_HINT)
-    jco, env = found
-    source = GUESTS_DIR / name
-    world = world or guest_world(name)
-    cache = guest_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"wasitls-js-{name}-") as tmp:
-        wit = assemble_wit(source / "wit", Path(tmp) / "wit")
-        if wasi_version:
-            # StarlingMonkey exports its `fetch` event handler only at its own WASI version: renumber the
-            # packages the handler needs and leave out the rest (its own copies of them differ from 0.2.9)
-            for dep in (wit / "deps").iterdir():
-                if dep.name not in ("http", "io", "clocks"):
-                    shutil.rmtree(dep)
-            (wit / "deps" / "http" / "proxy.wit").write_text("package wasi:http@0.2.9;\n")  # its worlds need cli
-            for path in wit.rglob("*.wit"):
-                path.write_text(path.read_text().replace("@0.2.9", f"@{wasi_version}"))
-        h = hashlib.sha256(f"js:{_js_tool_versions(jco.parent.parent.parent)}:{world}:{sorted(disable)}\n".encode())
-        for root in (source, wit):
-            for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-                h.update(f"{path.relative_to(root)}\n".encode() + path.read_bytes())
-        out = cache / f"{world}-{h.hexdigest()[:24]}.wasm"
-        if out.exists():
-            return out
-        with open(cache / f".{out.stem}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if out.exists():
-                return out
-            print(f"building JS guest {name!r} with jco componentize (first run only, ~20 s)…", file=sys.stderr)
-            started = time.monotonic()
-            partial = cache / f".{out.stem}.{os.getpid()}.partial.wasm"
-            cmd = [str(jco), "componentize", str(source / "app.js"), "--wit", str(wit), "--world-name", world,
-                   "-o", str(partial)]
-            if disable:
-                cmd += ["--disable", *disable]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
-            if proc.returncode != 0 or not partial.exists():
-                partial.unlink(missing_ok=True)
-                raise RuntimeError(f"jco componentize failed for {name!r} (exit {proc.returncode}):\n"
-                                   f"{proc.stdout}{proc.stderr}")
-            os.replace(partial, out)
-            print(f"built JS guest {name!r} in {time.monotonic() - started:.1f} s "
-                  f"({out.stat().st_size / 1e6:.1f} MB): {out}", file=sys.stderr)
-    return out
-
+from wasitls.devtools import (GUEST_LIB, GUESTS_DIR, JS_INSTALL_HINT, WASMTIME_INSTALL_HINT,  # noqa: E402
+                              build_js_guest, build_test_guest, find_jco, find_wasmtime_cli, guest_world,
+                              jstools_dir, wasmtime_precompiled)
 
 __all__ = [
     "GUESTS_DIR",
@@ -150,5 +24,6 @@ __all__ = [
     "find_jco",
     "find_wasmtime_cli",
     "guest_world",
+    "jstools_dir",
     "wasmtime_precompiled",
 ]

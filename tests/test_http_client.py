@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from guests import JS_INSTALL_HINT, build_js_guest, find_jco
-from http_peers import (Pki, PythonServer, find_nginx, openssl_www, pattern, pattern_digest, server_context,
+from wasitls.devtools.http_peers import (Pki, PythonServer, find_nginx, openssl_www, pattern, pattern_digest, server_context,
                         start_nginx)
 
 TIMEOUT = 120

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from guests import JS_INSTALL_HINT, build_js_guest, find_jco
-from http_peers import Pki, pattern_digest
+from wasitls.devtools.http_peers import Pki, pattern_digest
 
 STARTUP = 120
 
@@ -263,7 +263,7 @@ def test_sigterm_lets_the_request_in_flight_finish(py_handler):
 
 
 def test_workers_share_the_port(py_handler):
-    from http_peers import free_port
+    from wasitls.devtools.http_peers import free_port
 
     served = Served(py_handler, "--workers", "2", port=free_port())
     try:

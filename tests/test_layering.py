@@ -91,3 +91,22 @@ def test_the_checker_sees_a_broken_arrow():
     assert allowed(rule, "wasitls.tls_interfaces.wasitls_tls", "wasitls.wasi.io.poll")
     targets = {t for _, t in imports_of(PACKAGE / "tls_streams.py")}
     assert "wasitls.wasi.io.streams" in targets and "wasitls.tls" in targets  # relative imports resolved
+
+
+def test_benchmarks_do_not_import_the_tests():
+    """bench/ shares helpers with the tests through wasitls.devtools, never by putting tests/ on sys.path."""
+    tests_modules = {p.stem for p in (SRC.parent / "tests").glob("*.py")} | {"p1", "reliability"}
+    offenders = []
+    for path in sorted((SRC.parent / "bench").rglob("*.py")):
+        text = path.read_text()
+        if '"tests"' in text or "'tests'" in text:
+            offenders.append(f"{path.name}: puts tests/ on sys.path")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}:{node.lineno}: imports {n}" for n in names if n.split(".")[0] in tests_modules]
+    assert offenders == []

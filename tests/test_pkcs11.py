@@ -377,7 +377,7 @@ def test_embedding_api_token_identity(token):
 
 @pytest.fixture(scope="module")
 def socktool():
-    from p1.build import build_c
+    from wasitls.devtools.preview1_build import build_c
     return build_c("socktool", sdk=True)
 
 

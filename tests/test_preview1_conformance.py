@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from p1.build import build_c, build_go
+from wasitls.devtools.preview1_build import build_c, build_go
 
 
 @pytest.fixture(scope="module")

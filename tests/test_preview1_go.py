@@ -15,7 +15,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from p1.build import build_go
+from wasitls.devtools.preview1_build import build_go
 from test_wasi_tls import server_process, write_identity
 
 TIMEOUT = 120

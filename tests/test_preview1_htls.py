@@ -19,7 +19,7 @@ import time
 import pytest
 import trustme
 
-from p1.build import build_c
+from wasitls.devtools.preview1_build import build_c
 from test_wasi_tls import (HttpsServer, self_signed_context, server_context, server_process, trace_lines,
                            typed_ca_file, write_identity)
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from p1.build import build_c
+from wasitls.devtools.preview1_build import build_c
 
 EACCES, ECONNREFUSED = 2, 14
 TIMEOUT = 30
