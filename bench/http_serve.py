@@ -123,6 +123,7 @@ def main() -> None:
         runs["wasitls serve"] = [sys.executable, "-m", "wasitls", "serve", "--access-log", "off"]
         if name == "python":
             runs["wasitls serve --reuse-instances"] = runs["wasitls serve"] + ["--reuse-instances"]
+        runs["wasitls serve --workers 2"] = runs["wasitls serve"] + ["--workers", "2"]
         results = {}
         for label, cmd in runs.items():
             port = free_port()

@@ -371,6 +371,97 @@ def test_instances_of_one_loaded_component_keep_their_own_guest_resources():
     assert fresh().call(None, "bump", c) == 6  # a host resource made through one instance, used by another
 
 
+
+# -- the instantiation plan (plan.py): the first instance walks and records, the next replay -------
+
+def _count_walks(monkeypatch) -> list[int]:
+    from wasitls.component.runtime import Runtime
+
+    walks = [0]
+    walk = Runtime.instantiate
+
+    def counted(self, comp):
+        walks[0] += 1
+        return walk(self, comp)
+
+    monkeypatch.setattr(Runtime, "instantiate", counted)
+    return walks
+
+
+@pytest.mark.parametrize("component", ["scalars", "lists", "records", "variants", "flags", "strings-utf16",
+                                       "strings-latin1-utf16"])
+def test_replayed_instances_answer_as_the_walked_one(component, monkeypatch):
+    from wasitls.component.plan import Plan
+
+    walks = _count_walks(monkeypatch)
+    comp = ENGINES["fast"].load(wasm_of(component), cache=NO_CACHE)
+    cases = [c for c in CASES if c[0] == component]
+    assert cases
+
+    def answers() -> list:
+        out = []
+        for _, func, args, reply in cases:
+            host = Recorder()
+            host.reply = reply
+            linker = HostLinker()
+            linker.register(host)
+            inst = comp.instantiate(linker)  # a fresh instance per call, as `wasitls serve` makes them
+            try:
+                result = ("value", norm(inst.call(None, func, *args)))
+            except GuestTrap:
+                result = ("trap",)
+            out.append((result, [(name, norm(a)) for name, a in host.calls]))
+        return out
+
+    first = answers()
+    assert isinstance(comp.plan, Plan) and walks[0] == 1  # walked once, recorded, then replayed
+    assert answers() == first
+    assert walks[0] == 1
+    assert first == [run_echo("fast", *c) for c in cases]  # and the same as a component never replayed
+
+
+def test_replayed_instances_have_their_own_state(monkeypatch):
+    walks = _count_walks(monkeypatch)
+    comp = ENGINES["fast"].load(wasm_of("realloc-reenters"), cache=NO_CACHE)
+    host = Recorder()
+    linker = HostLinker()
+    linker.register(host)
+    a, b = comp.instantiate(linker), comp.instantiate(linker)
+    assert walks[0] == 1 and comp.plan
+    assert a.runtime.store is not b.runtime.store
+    # entering one instance leaves the other's entry flag alone
+    state_a = a._find(None, next(iter(a.root.exports)))
+    state_b = b._find(None, next(iter(b.root.exports)))
+    assert state_a.cx.instance is not state_b.cx.instance
+    assert state_a.cx.table is not state_b.cx.table
+
+
+def test_no_plan_for_a_component_with_its_own_resources(monkeypatch):
+    walks = _count_walks(monkeypatch)
+    comp = ENGINES["fast"].load(wasm_of("resources"), cache=NO_CACHE)
+    res = Res()
+    for _ in range(3):
+        linker = HostLinker()
+        linker.register(res)
+        comp.instantiate(linker)
+    assert comp.plan is False and walks[0] == 3  # each instance walked: its resource types are its own
+
+
+def test_a_host_serving_an_import_differently_gets_a_walk(monkeypatch):
+    class OtherRecorder(Recorder):
+        pass
+
+    walks = _count_walks(monkeypatch)
+    comp = ENGINES["fast"].load(wasm_of("scalars"), cache=NO_CACHE)
+    for cls in (Recorder, OtherRecorder, Recorder):
+        host = cls()
+        host.reply = 9
+        linker = HostLinker()
+        linker.register(host)
+        assert comp.instantiate(linker).call(None, "echo-u32", 1) == 9
+        assert host.calls == [("echo_u32", (1,))]
+    assert walks[0] == 2  # the plan's host class differs for the second: walked; the third replays
+
 # -- traps -------------------------------------------------------------------------------------
 
 TRAPS = ["bad-char", "big-char", "bad-string", "oob-list", "bad-disc", "bad-enum", "unaligned", "boom"]

@@ -271,7 +271,7 @@ def test_workers_share_the_port(py_handler):
         while len({l for l in served.lines if "serving http" in l}) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         pids = {re.search(r"pid (\d+)", l).group(1) for l in served.lines if "serving http" in l}
-        assert len(pids) == 2
+        assert len(pids) == 2, served.lines
         for _ in range(6):
             assert curl(served.url("/")).stdout.startswith(b"hello from a Python handler")
     finally:
@@ -307,3 +307,20 @@ def test_bad_input_is_one_line(py_handler, build_guest, plain):
                            timeout=STARTUP)
         lines = [l for l in r.stderr.splitlines() if not l.startswith("wasitls: compiling")]
         assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("which", ["python", "js"])
+def test_handler_instances_after_the_first_replay_its_plan(which, request):
+    # a fresh instance per request is affordable because instantiating replays the first walk's plan
+    # (component/plan.py); a handler the plan could not describe would be walked every time
+    from wasitls.component.plan import Plan
+    from wasitls.host import Host
+
+    wasm = request.getfixturevalue("py_handler" if which == "python" else "js_handler")
+    host = Host(stdin=b"")
+    loaded = host.load(str(wasm))
+    for _ in range(2):
+        ctx = host._ctx(["handler"])
+        loaded.instantiate(host.linker(ctx))
+        ctx.lifetime.end()
+    assert isinstance(loaded.plan, Plan)

@@ -349,6 +349,8 @@ class Server(threading.Thread):
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:  # the test failed already (an xfail on the reference engine): don't wait for a peer
+            return
         self.join(TIMEOUT)
         assert self.error is None, self.error
 

@@ -12,6 +12,7 @@ from .backend import Backend, ComponentInstance, LoadedComponent, Progress
 from .compile_cache import CompileCache, WasmFile
 from .errors import ComponentError, GuestTrap
 from .linker import HostLinker, split_name
+from .plan import NotPlannable, Plan
 from .runtime import CompiledModule, InstanceValue, Runtime, SharedTypes
 from .values import Trap
 from .wasmtime_capi import WASMTIME_VERSION, trap_line
@@ -93,6 +94,8 @@ class FastComponent(LoadedComponent):
         self.comp = comp
         self.modules = modules
         self.shared = SharedTypes()  # types and plans every instance resolves alike, made by the first
+        # the first instantiation's steps, replayed by the next (plan.py); False if it cannot be
+        self.plan: Plan | None | bool = None
 
     def imported_instances(self) -> list[str]:
         return [d.name for d in self.comp.imports if d.extern.sort == "instance"]
@@ -101,9 +104,19 @@ class FastComponent(LoadedComponent):
         return [d.name for d in self.comp.exports if d.sort == "instance"]
 
     def instantiate(self, linker: HostLinker) -> "FastInstance":
-        runtime = Runtime(self.backend.wasmtime_engine, self.modules, linker, self.shared)
+        plan = self.plan
+        runtime = Runtime(self.backend.wasmtime_engine, self.modules, linker, self.shared, record=plan is None)
         try:
-            root = runtime.instantiate(self.comp)
+            root = None
+            if plan:
+                try:
+                    root = runtime.replay(plan)
+                except NotPlannable:  # this host serves an import differently: walk, as the first time
+                    pass
+            if root is None:
+                root = runtime.instantiate(self.comp)
+                if plan is None:
+                    self.plan = runtime.plan(root) or False
         except (Trap, GuestTrap) as e:
             if isinstance(e, GuestTrap):
                 raise

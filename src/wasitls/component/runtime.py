@@ -20,6 +20,7 @@ from . import types as T
 from . import wasmtime_capi as capi
 from .errors import ComponentError, GuestTrap, UnservedImports
 from .linker import HostLinker, host_function, resource_class
+from .plan import EXPORTS, INSTANCE, LIFT, LOWER, RESOURCE, STATE, NotPlannable, Plan, Recorder
 from .values import GuestExit, Trap
 from .wasmtime_capi import CoreCall, CoreExtern, LinearMemory
 
@@ -60,12 +61,13 @@ class InstanceState:
 class HostFunc:
     """An imported function, served by the host: called with plain values."""
 
-    __slots__ = ("fn", "ft", "label")
+    __slots__ = ("fn", "ft", "label", "source")
 
-    def __init__(self, fn: Callable[..., Any] | None, ft: T.FuncType, label: str):
+    def __init__(self, fn: Callable[..., Any] | None, ft: T.FuncType, label: str, source: tuple[str, str]):
         self.fn = fn
         self.ft = ft
         self.label = label
+        self.source = source  # (import name, function name): where a replayed instance finds its own
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)  # type: ignore[misc]
@@ -252,7 +254,7 @@ class Runtime:
     """Everything one instantiation owns: the store, the callbacks, what a trap left behind."""
 
     def __init__(self, wasmtime_engine: wasmtime.Engine, modules: dict[int, CompiledModule], linker: HostLinker,
-                 shared: SharedTypes | None = None):
+                 shared: SharedTypes | None = None, record: bool = False):
         self.store = wasmtime.Store(wasmtime_engine)
         self.ctx = capi.store_context(self.store)
         self.shared = shared if shared is not None else SharedTypes()
@@ -267,6 +269,27 @@ class Runtime:
         self._memories: dict[CoreExtern, LinearMemory] = {}
         self._calls: dict[tuple[CoreExtern, int, int], CoreCall] = {}
         self._host_resources: dict[tuple[int, str], T.ResourceType] = {}
+        # the walk's steps, for replaying it (plan.py); None when not recording, or once it cannot be
+        self.rec: Recorder | None = Recorder(self.shared.ids) if record else None
+        self.not_plannable = ""  # why recording stopped
+
+    def _record(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except NotPlannable as e:
+            self.rec = None
+            self.not_plannable = str(e)
+
+    def plan(self, root: "InstanceValue") -> Plan | None:
+        """The recorded plan of the instantiation that made `root`; None if it could not be recorded."""
+        rec, self.rec = self.rec, None
+        if rec is None:
+            return None
+        try:
+            return rec.finish(root)
+        except NotPlannable as e:
+            self.not_plannable = str(e)
+            return None
 
     # traps --------------------------------------------------------------------------------------
 
@@ -357,11 +380,66 @@ class Runtime:
     # the walk ---------------------------------------------------------------------------------
 
     def instantiate(self, comp: B.Component) -> InstanceValue:
-        scope = Scope(None, InstanceState("root"))
+        state = InstanceState("root")
+        if self.rec is not None:
+            self._record(self.rec.state, state, "root")
+        scope = Scope(None, state)
         self.run(comp, scope, None)
         if self.missing:
             raise UnservedImports(self.missing)
         return InstanceValue(scope.exports, "root")
+
+    @staticmethod
+    def _refuse(why: str) -> None:
+        raise NotPlannable(why)
+
+    def replay(self, plan: Plan) -> InstanceValue:
+        """Instantiates by running a plan recorded from an earlier instance of the same component.
+
+        Raises NotPlannable, before anything is made, if this host serves an import differently."""
+        impls = {}
+        for name, cls in plan.imports:
+            impl = self.linker.resolve(name)
+            if type(impl) is not cls:
+                raise NotPlannable(f"{name} is served by another class")
+            impls[name] = impl
+        callees: dict[tuple, Any] = {}
+        for step in plan.steps:
+            if step[0] == LOWER and step[5][0] == "host" and step[5] not in callees:
+                fn = host_function(impls[step[5][1]], step[5][2])
+                if fn is None:
+                    raise NotPlannable(f"{step[5][1]}#{step[5][2]} is not served")
+                callees[step[5]] = fn
+        values: list[Any] = [None] * plan.nregs
+        planner = self.planner
+        for step in plan.steps:
+            kind = step[0]
+            if kind is EXPORTS:
+                take = values[step[1]].by_raw_name
+                for raw, r in step[2]:
+                    values[r] = take(raw)
+            elif kind is LOWER:
+                _, r, params, results, ft, callee, spec, label = step
+                fn = callees[callee] if callee[0] == "host" else values[callee[1]]
+                cx = self._replay_context(spec, values)
+                values[r] = self.new_core_func(params, results, C.lower_adapter(planner, cx, ft, fn, label), label)
+            elif kind is INSTANCE:
+                values[step[1]] = self._instantiate_core(step[2].module, [values[i] for i in step[3]])
+            elif kind is RESOURCE:
+                values[step[1]] = self.resource_func(step[2], step[3], values[step[4]])
+            elif kind is LIFT:
+                _, r, ft, func, nparams, nresults, post_return, spec, label = step
+                pr = None if post_return is None else self.core_call(values[post_return], nresults, 0)
+                values[r] = C.LiftedCall(planner, self._replay_context(spec, values), ft,
+                                         self.core_call(values[func], nparams, nresults), pr, label)
+            elif kind is STATE:
+                values[step[1]] = InstanceState(step[2])
+        return plan.build_exports(values, InstanceValue)
+
+    def _replay_context(self, spec: tuple, values: list[Any]) -> C.Context:
+        memory, realloc, encoding, state = spec
+        return self.make_context(None if memory is None else values[memory],
+                                 None if realloc is None else values[realloc], encoding, values[state])
 
     def run(self, comp: B.Component, scope: Scope, args: dict[str, tuple[str, Any]] | None) -> None:
         for d in comp.definitions:
@@ -395,15 +473,22 @@ class Runtime:
                 raise ComponentError(f"invalid component: core import {mod}.{name}: {mod!r} is not a core instance") from None
             if not isinstance(ext, CoreExtern):
                 raise ComponentError(f"invalid component: core import {mod}.{name} is {_describe(ext)}")
+            if self.rec is not None and isinstance(inst, capi.CoreExports):
+                self._record(self.rec.export_taken, inst, name, ext)
             externs.append(ext)
+        exports = self._instantiate_core(module, externs)
+        if self.rec is not None:
+            self._record(self.rec.instance, exports, compiled, externs)
+        scope.add("core instance", exports)
+
+    def _instantiate_core(self, module: wasmtime.Module, externs: list[CoreExtern]) -> capi.CoreExports:
         try:
-            exports = capi.instantiate_core(self.ctx, module, externs)
+            return capi.instantiate_core(self.ctx, module, externs)
         except capi.CoreFailure as f:
             e = CoreTrap(capi.trap_line(str(f)))
             if self.pending is not None or f.trapped:  # the start function trapped
                 raise self.guest_trap(e) from None
             raise ComponentError(f"cannot instantiate core module: {e}")
-        scope.add("core instance", exports)
 
     def core_inline_exports(self, d: B.CoreInlineExports, scope: Scope, args) -> None:
         scope.add("core instance", {name: scope.get(sort, i) for name, sort, i in d.exports})
@@ -419,7 +504,10 @@ class Runtime:
         if not isinstance(closure, Closure):
             raise ComponentError("invalid component: instantiating something that is not a component")
         given = {name: (sort, scope.get(sort, i)) for name, sort, i in d.args}
-        inner = Scope(closure.scope, InstanceState(f"component #{len(scope.spaces['instance'])}"))
+        state = InstanceState(f"component #{len(scope.spaces['instance'])}")
+        if self.rec is not None:
+            self._record(self.rec.state, state, state.name)
+        inner = Scope(closure.scope, state)
         self.run(closure.defn, inner, given)
         scope.add("instance", InstanceValue(inner.exports))
 
@@ -434,10 +522,13 @@ class Runtime:
         space = scope.spaces["core instance"]
         if not 0 <= d.instance < len(space):
             scope.get("core instance", d.instance)  # raises the out-of-bounds error
+        inst = space[d.instance]
         try:
-            value = space[d.instance][d.name]
+            value = inst[d.name]
         except KeyError:
             raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
+        if self.rec is not None and isinstance(inst, capi.CoreExports):
+            self._record(self.rec.export_taken, inst, d.name, value)
         scope.spaces[d.sort].append(value)
 
     def alias_target(self, d: Any, scope: Scope) -> Any:
@@ -446,9 +537,12 @@ class Runtime:
         if isinstance(d, B.AliasCoreExport):
             inst = scope.get("core instance", d.instance)
             try:
-                return inst[d.name]
+                value = inst[d.name]
             except KeyError:
                 raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
+            if self.rec is not None and isinstance(inst, capi.CoreExports):
+                self._record(self.rec.export_taken, inst, d.name, value)
+            return value
         inst = scope.get("instance", d.instance)
         if inst is UNSERVED:
             return UNSERVED
@@ -467,11 +561,15 @@ class Runtime:
         cx = self.context(d.options, scope)
         params, results = ft.core_signature("lift")
         call = self.core_call(core_func, len(params), len(results))
-        post_return = None
+        post_return = pr_func = None
         if d.options.post_return is not None:
-            pr = self.core_call(scope.get("core func", d.options.post_return), len(results), 0)
-            post_return = pr
-        scope.add("func", C.LiftedCall(self.planner, cx, ft, call, post_return, label))
+            pr_func = scope.get("core func", d.options.post_return)
+            post_return = self.core_call(pr_func, len(results), 0)
+        lifted = C.LiftedCall(self.planner, cx, ft, call, post_return, label)
+        if self.rec is not None:
+            self._record(lambda: self.rec.lift(lifted, ft, core_func, len(params), len(results), pr_func,
+                                               self._context_spec(d.options, scope)))
+        scope.add("func", lifted)
 
     def canon_lower(self, d: B.CanonLower, scope: Scope, args) -> None:
         f = scope.get("func", d.func)
@@ -484,7 +582,13 @@ class Runtime:
         adapter = C.lower_adapter(self.planner, cx, ft, f, label) if not isinstance(f, HostFunc) else \
             C.lower_adapter(self.planner, cx, ft, f.fn, label)
         params, results = ft.core_signature("lower")
-        scope.add("core func", self.new_core_func(params, results, adapter, label))
+        func = self.new_core_func(params, results, adapter, label)
+        if self.rec is not None:
+            self._record(lambda: self.rec.lower(
+                func, params, results, ft,
+                ("host", *f.source) if isinstance(f, HostFunc) else ("lifted", self.rec.reg(f)),
+                self._context_spec(d.options, scope), label))
+        scope.add("core func", func)
 
     def canon_resource(self, d: Any, scope: Scope, args) -> None:
         rt = scope.get("type", d.type)
@@ -493,12 +597,20 @@ class Runtime:
             return
         if not isinstance(rt, T.ResourceType):
             raise ComponentError("invalid component: resource built-in on a type that is not a resource")
-        table = scope.state.table  # type: ignore[union-attr]
-        if isinstance(d, B.CanonResourceNew):
+        kind = type(d).__name__
+        func = self.resource_func(kind, rt, scope.state)
+        if self.rec is not None:
+            self._record(self.rec.resource, func, kind, rt, scope.state)
+        scope.add("core func", func)
+
+    def resource_func(self, kind: str, rt: T.ResourceType, state: InstanceState) -> CoreExtern:
+        """The core function of `canon resource.new`, `.rep` or `.drop` (`kind`, the definition's class name)."""
+        table = state.table
+        if kind == "CanonResourceNew":
             def adapter(slots):
                 slots[0] = C.resource_new(table, rt, slots[0] & C.M32)
             sig = (("i32",), ("i32",))
-        elif isinstance(d, B.CanonResourceRep):
+        elif kind == "CanonResourceRep":
             def adapter(slots):
                 slots[0] = C.resource_rep(table, rt, slots[0] & C.M32)
             sig = (("i32",), ("i32",))
@@ -506,7 +618,7 @@ class Runtime:
             def adapter(slots):
                 C.resource_drop(table, rt, slots[0] & C.M32)
             sig = (("i32",), ())
-        scope.add("core func", self.new_core_func(*sig, adapter, f"{type(d).__name__} {rt.name}"))
+        return self.new_core_func(*sig, adapter, f"{kind} {rt.name}")
 
     def import_(self, d: B.Import, scope: Scope, args) -> None:
         sort = d.extern.sort
@@ -534,13 +646,25 @@ class Runtime:
     # canonical options ------------------------------------------------------------------------
 
     def context(self, opts: B.CanonOptions, scope: Scope) -> C.Context:
-        memory = self.memory(scope.get("core memory", opts.memory)) if opts.memory is not None else None
-        realloc = None
-        if opts.realloc is not None:
-            call = self.core_call(scope.get("core func", opts.realloc), 4, 1)
-            realloc = lambda old, old_size, align, size: call([old, old_size, align, size])  # noqa: E731
-        state = scope.state
-        return C.Context(memory, realloc, opts.string_encoding, state.table, state)  # type: ignore[union-attr]
+        return self.make_context(scope.get("core memory", opts.memory) if opts.memory is not None else None,
+                                 scope.get("core func", opts.realloc) if opts.realloc is not None else None,
+                                 opts.string_encoding, scope.state)  # type: ignore[arg-type]
+
+    def make_context(self, memory: Any, realloc: Any, encoding: str, state: InstanceState) -> C.Context:
+        mem = self.memory(memory) if memory is not None else None
+        grow = None
+        if realloc is not None:
+            call = self.core_call(realloc, 4, 1)
+            grow = lambda old, old_size, align, size: call([old, old_size, align, size])  # noqa: E731
+        return C.Context(mem, grow, encoding, state.table, state)
+
+    def _context_spec(self, opts: B.CanonOptions, scope: Scope) -> tuple:
+        """The recorded form of `context(opts, scope)`: registers of the memory, realloc and state."""
+        rec = self.rec
+        assert rec is not None
+        memory = None if opts.memory is None else rec.reg(scope.get("core memory", opts.memory))
+        realloc = None if opts.realloc is None else rec.reg(scope.get("core func", opts.realloc))
+        return (memory, realloc, opts.string_encoding, rec.reg(scope.state))
 
     # types ------------------------------------------------------------------------------------
 
@@ -611,6 +735,8 @@ class Runtime:
     def guest_resource(self, t: B.ResourceDef, scope: Scope) -> T.ResourceType:
         if t.rep != "i32":
             raise ComponentError(f"unsupported resource representation {t.rep}")
+        if self.rec is not None:  # its type and every type holding it belong to this instance
+            self._record(self._refuse, "the component defines its own resources")
         rt = T.ResourceType(f"#resource{len(scope.spaces['type'])}", instance=scope.state)
         if t.dtor is not None:
             call = self.core_call(scope.get("core func", t.dtor), 1, 0)
@@ -626,6 +752,8 @@ class Runtime:
         if impl is None:
             self.missing.append(name)
             return UNSERVED
+        if self.rec is not None:
+            self.rec.imports.append((name, type(impl)))
         ts = Scope(itype.scope, None)
         exports: dict[str, tuple[str, Any]] = {}
         for decl in itype.defn.decls:
@@ -644,7 +772,7 @@ class Runtime:
                     fn = host_function(impl, decl.name)
                     if fn is None:
                         self.missing.append(f"{name}#{decl.name}")
-                    value = HostFunc(fn, ft, f"{name}#{decl.name}")
+                    value = HostFunc(fn, ft, f"{name}#{decl.name}", (name, decl.name))
                 else:
                     self.missing.append(f"{name}#{decl.name}")
                     value = UNSERVED

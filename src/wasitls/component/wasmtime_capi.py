@@ -176,6 +176,12 @@ class CoreExports:
             found = self._found[name] = CoreExtern(self._out)
         return found
 
+    def by_raw_name(self, raw: bytes) -> CoreExtern:
+        """An export by its UTF-8 name, not remembered (a replayed instantiation asks for each once)."""
+        if not _instance_export_get(self._ctx, self._addr, raw, len(raw), self._out_addr):
+            raise KeyError(raw.decode("utf-8", "replace"))
+        return CoreExtern(self._out)
+
 
 class CoreFailure(Exception):
     """A raw call failed: `text` is wasmtime's message; `trapped` tells a trap from a link error."""
