@@ -5,20 +5,26 @@
 Each server runs the test handlers (tests/guests/http_py_handler, and http_js_handler when jco is
 installed) on a loopback port; one load generator (this script: N threads, each one keep-alive
 connection sending `GET /` in a loop for the given time) measures requests per second and the p50
-and p99 latencies. wasitls runs twice: a fresh instance per request as wasmtime serve does, and with
---reuse-instances (only for the Python handler: StarlingMonkey answers once per instance). Ratios
-are against wasmtime serve measured in the same run.
+and p99 latencies. Ratios are against wasmtime serve measured in the same run.
 
---https adds the HTTPS comparison (Python handler, --reuse-instances): `wasitls serve --identity`
-terminating TLS itself against nginx terminating TLS and proxying to `wasmtime serve` (the set-up a
-user would otherwise deploy; nginx with one worker), each with a full handshake per request and with
-keep-alive.
+"every core": each server as started by default (wasmtime serve runs on every core; wasitls serve in
+one process, so it is also run with --workers N, one process per core), wasitls with a fresh instance
+per request as wasmtime serve does, and, for the Python handler, with --reuse-instances
+(StarlingMonkey answers once per instance). "one core": wasmtime serve and wasitls serve (fresh
+instances) pinned to one core by taskset, the load generator on the others: the work per request.
+
+--https adds the HTTPS comparison (Python handler), all servers on one core: `wasitls serve
+--identity` terminating TLS itself (fresh instances, and --reuse-instances) against nginx terminating
+TLS and proxying to `wasmtime serve` (the set-up a user would otherwise deploy; nginx with one
+worker), each with a full handshake per request and with keep-alive.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import os
+import shutil
 import ssl
 import tempfile
 import subprocess
@@ -104,6 +110,23 @@ def serve(cmd: list[str], port: int, tls: Any = None) -> subprocess.Popen:
     return proc
 
 
+def measure(cmd: list[str], wasm: Path, args: Any) -> tuple[float, float, float]:
+    port = free_port()
+    proc = serve(cmd + ["--addr", f"127.0.0.1:{port}", str(wasm)], port)
+    try:
+        return load(port, args.seconds, args.connections)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def report(name: str, where: str, results: dict[str, tuple[float, float, float]]) -> None:
+    base = results["wasmtime serve"][0]
+    for label, (rps, p50, p99) in results.items():
+        print(f"  {name:6} {where:10} {label:32} {rps:8.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
+              f"{rps / base:5.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5)
@@ -117,26 +140,26 @@ def main() -> None:
         handlers["python"] = build_test_guest("http_py_handler")
     if "js" in args.handlers and find_jco() is not None:
         handlers["js"] = build_js_guest("http_js_handler", disable=(), wasi_version="0.2.10")
-    print(f"GET / over HTTP/1.1 keep-alive, {args.connections} connections, {args.seconds:g} s each")
+    cores = sorted(os.sched_getaffinity(0))
+    one_core = len(cores) >= 2 and shutil.which("taskset") is not None
+    print(f"GET / over HTTP/1.1 keep-alive, {args.connections} connections, {args.seconds:g} s each; "
+          f"a fresh instance per request unless --reuse-instances")
     for name, wasm in handlers.items():
-        runs = {"wasmtime serve": [str(wasmtime), "serve", "-S", "cli"]}
-        runs["wasitls serve"] = [sys.executable, "-m", "wasitls", "serve", "--access-log", "off"]
+        wasitls = [sys.executable, "-m", "wasitls", "serve", "--access-log", "off"]
+        runs = {"wasmtime serve": [str(wasmtime), "serve", "-S", "cli"], "wasitls serve": wasitls}
         if name == "python":
-            runs["wasitls serve --reuse-instances"] = runs["wasitls serve"] + ["--reuse-instances"]
-        runs["wasitls serve --workers 2"] = runs["wasitls serve"] + ["--workers", "2"]
-        results = {}
-        for label, cmd in runs.items():
-            port = free_port()
-            proc = serve(cmd + ["--addr", f"127.0.0.1:{port}", str(wasm)], port)
+            runs["wasitls serve --reuse-instances"] = wasitls + ["--reuse-instances"]
+        runs[f"wasitls serve --workers {len(cores)}"] = wasitls + ["--workers", str(len(cores))]
+        report(name, "every core", {label: measure(cmd, wasm, args) for label, cmd in runs.items()})
+        if one_core:
+            # the server on one core, the load generator on the others: work per request, not parallelism
+            pin = ["taskset", "-c", str(cores[0])]
+            os.sched_setaffinity(0, cores[1:])
             try:
-                results[label] = load(port, args.seconds, args.connections)
+                report(name, "one core", {label: measure(pin + runs[label], wasm, args)
+                                          for label in ("wasmtime serve", "wasitls serve")})
             finally:
-                proc.terminate()
-                proc.wait()
-        base = results["wasmtime serve"][0]
-        for label, (rps, p50, p99) in results.items():
-            print(f"  {name:6} {label:32} {rps:8.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
-                  f"{rps / base:5.2f}x")
+                os.sched_setaffinity(0, cores)
 
 
     if args.https and "python" in handlers:
@@ -144,7 +167,6 @@ def main() -> None:
 
 
 def https(wasm: Path, wasmtime: Path, args: Any) -> None:
-    import os
     from wasitls.devtools.http_peers import find_nginx
 
     with tempfile.TemporaryDirectory(prefix="wasitls-bench-https-") as tmp:
@@ -153,28 +175,38 @@ def https(wasm: Path, wasmtime: Path, args: Any) -> None:
         client = ssl.create_default_context(cafile=str(pki.ca_pem))
         client.set_alpn_protocols(["http/1.1"])
         procs = []
+        cores = sorted(os.sched_getaffinity(0))
+        pin = ["taskset", "-c", str(cores[0])] if len(cores) >= 2 and shutil.which("taskset") else []
         try:
-            ours = free_port()
-            procs.append(serve([sys.executable, "-m", "wasitls", "serve", "--access-log", "off", "--reuse-instances",
-                                "--identity", f"site={pki.server_key},{pki.server_cert}",
-                                "--addr", f"127.0.0.1:{ours}", str(wasm)], ours, tls=client))
+            servers = {}
+            for label, extra in (("wasitls serve", []), ("wasitls serve --reuse-instances", ["--reuse-instances"])):
+                port = free_port()
+                procs.append(serve(pin + [sys.executable, "-m", "wasitls", "serve", "--access-log", "off", *extra,
+                                          "--identity", f"site={pki.server_key},{pki.server_cert}",
+                                          "--addr", f"127.0.0.1:{port}", str(wasm)], port, tls=client))
+                servers[label] = port
             backend = free_port()
-            procs.append(serve([str(wasmtime), "serve", "-S", "cli", "--addr", f"127.0.0.1:{backend}", str(wasm)], backend))
+            procs.append(serve(pin + [str(wasmtime), "serve", "-S", "cli", "--addr", f"127.0.0.1:{backend}",
+                                      str(wasm)], backend))
             theirs = free_port()
             (root / "nginx.conf").write_text(NGINX_PROXY.format(
                 user="user root;" if os.geteuid() == 0 else "", root=root, backend=backend, port=theirs,
                 cert=pki.server_cert, key=pki.server_key))
-            procs.append(serve([find_nginx(), "-p", str(root), "-c", str(root / "nginx.conf")], theirs, tls=client))
-            print(f"HTTPS GET /, {args.connections} connections, {args.seconds:g} s each")
+            procs.append(serve(pin + [find_nginx(), "-p", str(root), "-c", str(root / "nginx.conf")], theirs, tls=client))
+            servers = {"nginx -> wasmtime serve": theirs, **servers}
+            print(f"HTTPS GET /, {args.connections} connections, {args.seconds:g} s each"
+                  + (f", servers on core {cores[0]}" if pin else ""))
+            if pin:
+                os.sched_setaffinity(0, cores[1:])
             for keep_alive, label in ((False, "a full handshake per request"), (True, "keep-alive")):
-                rates = {}
-                for name, port in (("nginx -> wasmtime serve", theirs), ("wasitls serve", ours)):
-                    rates[name] = load(port, args.seconds, args.connections, tls=client, keep_alive=keep_alive)
+                rates = {name: load(port, args.seconds, args.connections, tls=client, keep_alive=keep_alive)
+                         for name, port in servers.items()}
                 base = rates["nginx -> wasmtime serve"][0]
                 for name, (rps, p50, p99) in rates.items():
-                    print(f"  {label:30} {name:26} {rps:8.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
+                    print(f"  {label:30} {name:32} {rps:8.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
                           f"{rps / base:5.2f}x")
         finally:
+            os.sched_setaffinity(0, cores)
             for proc in procs:
                 proc.terminate()
                 proc.wait()

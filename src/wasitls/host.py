@@ -139,6 +139,8 @@ class Host:
         self.tls_guest_policy = {"guest_insecure": bool(tls_guest_insecure), "guest_roots": tls_guest_roots}
         self._tls_config: Any = None
         self._interfaces: list[tuple[str, str, tuple[str, ...]]] | None = None
+        self._link_choices: dict[str, Any] = {}  # see HostLinker: shared by the linkers this host makes
+        self._ttys: tuple[bool, bool, bool] | None = None
         self.http_client_identities = _parse_http_client_identities(http_client_identities, identities)
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.progress = progress
@@ -159,24 +161,29 @@ class Host:
     def _ctx(self, argv: list[str]) -> WasiCtx:
         self._tls()  # a bad TLS option stops the host before the guest runs
         ctx = WasiCtx(args=argv, env=list(self.env), policy=self.policy)
+        if self._ttys is None:  # asked once: `wasitls serve` makes a context per request
+            self._ttys = (os.isatty(0), os.isatty(1), os.isatty(2))
         if self.stdin is None:
             ctx.stdin = FdSource(0)
-            ctx.stdin_tty = os.isatty(0)
+            ctx.stdin_tty = self._ttys[0]
         elif isinstance(self.stdin, int):
             ctx.stdin = FdSource(self.stdin)
         else:
             ctx.stdin = BytesSource(self.stdin)
         ctx.stdout = WriterSink(1 if self.stdout is None else self.stdout)
         ctx.stderr = WriterSink(2 if self.stderr is None else self.stderr)
-        ctx.stdout_tty = self.stdout is None and os.isatty(1)
-        ctx.stderr_tty = self.stderr is None and os.isatty(2)
+        ctx.stdout_tty = self.stdout is None and self._ttys[1]
+        ctx.stderr_tty = self.stderr is None and self._ttys[2]
         return ctx
 
     def linker(self, ctx: WasiCtx) -> HostLinker:
         """Every interface we serve, each made (and its module imported) only if the guest imports it."""
         from .served import interface_table, load_interface, package_of
 
-        linker = HostLinker()
+        if self._interfaces is None:  # the same for every guest of this host (serve makes one per request)
+            self._interfaces = interface_table(self.cache.directory)
+        # registered alike every time, so the import a name resolves to is looked up once per host
+        linker = HostLinker(self._link_choices)
         tls: list[Any] = []  # the guest's GuestTls, made (and OpenSSL loaded) when it links a TLS interface
 
         def guest_tls() -> Any:
@@ -194,8 +201,6 @@ class Host:
             return http[0]
 
         contexts = {"tls_interfaces": guest_tls, "http": guest_http}
-        if self._interfaces is None:  # the same for every guest of this host (serve makes one per request)
-            self._interfaces = interface_table(self.cache.directory)
         for module, name, names in self._interfaces:
             context = contexts.get(package_of(module), lambda: ctx)
             linker.register_deferred(names, lambda m=module, n=name, c=context: load_interface(m, n)(c()))

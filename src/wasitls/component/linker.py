@@ -101,8 +101,11 @@ class _Deferred:
 class HostLinker:
     """Host interfaces by name; an import links to the registered version compatible with it."""
 
-    def __init__(self) -> None:
+    def __init__(self, choices: dict[str, tuple[str, int] | None] | None = None) -> None:
         self._by_base: dict[str, list[tuple[str | None, Any]]] = {}
+        # import name -> (base, index in _by_base[base]) of the registration it resolved to; may be shared
+        # by linkers registered alike (a host makes one per instance: `wasitls serve`, one per request)
+        self._choices = {} if choices is None else choices
 
     def register(self, impl: HostInterface, *names: str) -> None:
         for name in names or (impl.wit, *impl.aliases):
@@ -118,22 +121,30 @@ class HostLinker:
             self._by_base.setdefault(base, []).append((version, deferred))
 
     def resolve(self, import_name: str) -> Any | None:
-        impl = self._resolve(import_name)
+        choice = self._choices.get(import_name, False)
+        if choice is False:
+            choice = self._choices[import_name] = self._choose(import_name)
+        if choice is None:
+            return None
+        impl = self._by_base[choice[0]][choice[1]][1]
         return impl.get() if isinstance(impl, _Deferred) else impl
 
-    def _resolve(self, import_name: str) -> Any | None:
+    def _choose(self, import_name: str) -> tuple[str, int] | None:
         base, version = split_name(import_name)
         candidates = self._by_base.get(base, [])
+        if not candidates:
+            return None
         if version is None:
-            return candidates[-1][1] if candidates else None
-        exact = [impl for v, impl in candidates if v == version]
-        if exact:
-            return exact[0]
+            return base, len(candidates) - 1
+        for i, (v, _) in enumerate(candidates):
+            if v == version:
+                return base, i
         key = _semver_key(version)
-        compatible = [(v, impl) for v, impl in candidates if v is not None and _semver_key(v) == key]
+        compatible = [(_version_tuple(v), i) for i, (v, _) in enumerate(candidates)
+                      if v is not None and _semver_key(v) == key]
         if not compatible:
             return None
-        return max(compatible, key=lambda c: _version_tuple(c[0]))[1]
+        return base, max(compatible, key=lambda c: c[0])[1]
 
     def names(self) -> Iterable[str]:
         for base, entries in self._by_base.items():

@@ -332,6 +332,21 @@ class Runtime:
         self._bodies.append((adapter, label))
         return self.functions.new_shared(params, results, self._callback, len(self._bodies) - 1)
 
+    def new_lazy_core_func(self, params: tuple[str, ...], results: tuple[str, ...], make: Callable[[], Any],
+                           label: str) -> CoreExtern:
+        """As new_core_func, but the body is made by `make()` when the guest first calls it: a replayed
+        instance gets about 190 host functions and calls a handful."""
+        bodies = self._bodies
+        index = len(bodies)
+
+        def first_call(slots: Any) -> None:
+            adapter = make()
+            bodies[index] = (adapter, label)
+            adapter(slots)
+
+        bodies.append((first_call, label))
+        return self.functions.new_shared(params, results, self._callback, index)
+
     def _make_callback(self) -> Any:
         """The one raw callback of this store's host functions: `env` is the index of the function's body."""
         bodies = self._bodies
@@ -403,13 +418,6 @@ class Runtime:
             if type(impl) is not cls:
                 raise NotPlannable(f"{name} is served by another class")
             impls[name] = impl
-        callees: dict[tuple, Any] = {}
-        for step in plan.steps:
-            if step[0] == LOWER and step[5][0] == "host" and step[5] not in callees:
-                fn = host_function(impls[step[5][1]], step[5][2])
-                if fn is None:
-                    raise NotPlannable(f"{step[5][1]}#{step[5][2]} is not served")
-                callees[step[5]] = fn
         values: list[Any] = [None] * plan.nregs
         planner = self.planner
         for step in plan.steps:
@@ -419,10 +427,8 @@ class Runtime:
                 for raw, r in step[2]:
                     values[r] = take(raw)
             elif kind is LOWER:
-                _, r, params, results, ft, callee, spec, label = step
-                fn = callees[callee] if callee[0] == "host" else values[callee[1]]
-                cx = self._replay_context(spec, values)
-                values[r] = self.new_core_func(params, results, C.lower_adapter(planner, cx, ft, fn, label), label)
+                values[step[1]] = self.new_lazy_core_func(step[2], step[3], self._lowering(step, values, impls),
+                                                          step[7])
             elif kind is INSTANCE:
                 values[step[1]] = self._instantiate_core(step[2].module, [values[i] for i in step[3]])
             elif kind is RESOURCE:
@@ -435,6 +441,15 @@ class Runtime:
             elif kind is STATE:
                 values[step[1]] = InstanceState(step[2])
         return plan.build_exports(values, InstanceValue)
+
+    def _lowering(self, step: tuple, values: list[Any], impls: dict[str, Any]) -> Callable[[], Any]:
+        """What makes a replayed `canon lower`'s body: the host class is the recorded one (replay
+        checked), so the function the walk found is there."""
+        def make() -> Any:
+            _, _, _, _, ft, callee, spec, label = step
+            fn = host_function(impls[callee[1]], callee[2]) if callee[0] == "host" else values[callee[1]]
+            return C.lower_adapter(self.planner, self._replay_context(spec, values), ft, fn, label)
+        return make
 
     def _replay_context(self, spec: tuple, values: list[Any]) -> C.Context:
         memory, realloc, encoding, state = spec
