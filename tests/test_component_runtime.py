@@ -462,6 +462,41 @@ def test_a_host_serving_an_import_differently_gets_a_walk(monkeypatch):
         assert host.calls == [("echo_u32", (1,))]
     assert walks[0] == 2  # the plan's host class differs for the second: walked; the third replays
 
+
+@pytest.mark.parametrize("replayed", [False, True])
+def test_a_closed_instance_goes_without_a_garbage_collection(replayed):
+    import gc
+    import weakref
+
+    comp = ENGINES["fast"].load(wasm_of("lists"), cache=NO_CACHE)
+    host = Recorder()
+    host.reply = b"xy"
+    linker = HostLinker()
+    linker.register(host)
+    if replayed:
+        comp.instantiate(linker).close()
+    inst = comp.instantiate(linker)
+    assert inst.call(None, "bytes", b"abc") == b"xy"
+    runtime = weakref.ref(inst.runtime)
+    gc.disable()  # `wasitls serve` makes one per request: their cycles would pile up until a collection
+    try:
+        inst.close()
+        del inst
+        assert runtime() is None
+    finally:
+        gc.enable()
+
+
+def test_a_closed_instance_traps_when_it_calls_the_host():
+    host = Recorder()
+    host.reply = 7
+    inst = instantiate("fast", "scalars", host)
+    assert inst.call(None, "echo-u32", 1) == 7
+    inst.close()
+    with pytest.raises(GuestTrap, match="closed"):
+        inst.call(None, "echo-u32", 2)
+    assert host.calls == [("echo_u32", (1,))]
+
 # -- traps -------------------------------------------------------------------------------------
 
 TRAPS = ["bad-char", "big-char", "bad-string", "oob-list", "bad-disc", "bad-enum", "unaligned", "boom"]

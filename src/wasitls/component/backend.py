@@ -45,3 +45,7 @@ class ComponentInstance:
         A trap raises GuestTrap; wasi:cli/exit's GuestExit propagates unchanged.
         """
         raise NotImplementedError
+
+    def close(self) -> None:
+        """The instance will not be called again: what it holds may go now, not at the next garbage
+        collection (a server making an instance per request would otherwise pile them up)."""

@@ -150,6 +150,10 @@ class FastInstance(ComponentInstance):
         f = self._funcs[key] = entry[1]
         return f
 
+    def close(self) -> None:
+        self._funcs.clear()
+        self.runtime.close()
+
     def call(self, interface: str | None, func: str, *args: Any) -> Any:
         f = self._find(interface, func)
         runtime = self.runtime

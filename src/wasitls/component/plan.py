@@ -155,12 +155,14 @@ class Plan:
         self.exports = exports
 
     def build_exports(self, values: list[Any], make_instance: Callable[[dict, str], Any]) -> Any:
-        def build(t: tuple) -> Any:
-            kind = t[0]
-            if kind == "reg":
-                return values[t[1]]
-            if kind == "const":
-                return t[1]
-            return make_instance({k: (sort, build(v)) for k, (sort, v) in t[2].items()}, t[1])
+        return _build(self.exports, values, make_instance)
 
-        return build(self.exports)
+
+def _build(t: tuple, values: list[Any], make_instance: Callable[[dict, str], Any]) -> Any:
+    # a function of its own, not a closure calling itself: that would be a cycle holding `values`
+    kind = t[0]
+    if kind == "reg":
+        return values[t[1]]
+    if kind == "const":
+        return t[1]
+    return make_instance({k: (sort, _build(v, values, make_instance)) for k, (sort, v) in t[2].items()}, t[1])

@@ -10,6 +10,7 @@ in `canonical.py`; compiling the core modules is the backend's (fast.py).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import wasmtime
@@ -44,6 +45,11 @@ def _describe(value: Any) -> str:
 
 
 # -- the runtime of one instantiation ---------------------------------------------------------
+
+
+def _closed(slots: Any) -> None:
+    raise Trap("wasm trap: the instance is closed")
+
 
 
 class InstanceState:
@@ -311,7 +317,8 @@ class Runtime:
                 self.pending = t
         return capi.new_trap(message)
 
-    def core_trap(self, err: int | None, trap: int | None) -> CoreTrap:
+    @staticmethod
+    def core_trap(err: int | None, trap: int | None) -> CoreTrap:
         return CoreTrap(capi.trap_line(capi.failure_text(err, trap)))
 
     def guest_trap(self, e: BaseException) -> BaseException:
@@ -350,15 +357,16 @@ class Runtime:
     def _make_callback(self) -> Any:
         """The one raw callback of this store's host functions: `env` is the index of the function's body."""
         bodies = self._bodies
-        trap_for = self.trap_for
+        runtime = weakref.ref(self)  # not a cycle: a closed runtime goes as soon as nothing uses it
 
         def callback(env, caller, slots, nslots):
-            adapter, label = bodies[env]
             try:
+                adapter, label = bodies[env]
                 adapter(slots)
                 return 0
             except BaseException as e:  # every exception becomes a trap; exits are re-raised by call()
-                return trap_for(e, label)
+                rt = runtime()
+                return rt.trap_for(e, label) if rt is not None else capi.new_trap("the instance is closed")
 
         return capi.RAW_CALLBACK(callback)
 
@@ -370,6 +378,15 @@ class Runtime:
         if call is None:
             call = self._calls[key] = CoreCall(self.ctx, func, nparams, nresults, self.core_trap)
         return call
+
+    def close(self) -> None:
+        """Drops the host functions' bodies and the call helpers, which refer back to this runtime: the
+        store and everything made for it then go by reference counting. The store itself lives as long
+        as anything still refers to it; a host function called after this traps."""
+        self._bodies[1:] = [(_closed, "closed instance")] * (len(self._bodies) - 1)
+        self._calls.clear()
+        self._memories.clear()
+        self._host_resources.clear()
 
     def memory(self, mem: Any) -> LinearMemory:
         if not isinstance(mem, CoreExtern) or mem[0] != capi.EXTERN_MEMORY:

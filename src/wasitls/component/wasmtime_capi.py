@@ -191,12 +191,18 @@ class CoreFailure(Exception):
         self.trapped = trapped
 
 
+_EXTERN_ARRAYS: dict[int, Any] = {}
+
+
 def instantiate_core(ctx: int, module: wasmtime.Module, externs: list[CoreExtern]) -> CoreExports:
     """Instantiates a compiled core module with its imports, in the module's import order.
 
     Raises CoreFailure when wasmtime refuses the imports or the start function traps."""
-    array = (ffi.wasmtime_extern_t * max(1, len(externs))).from_buffer_copy(
-        b"".join(externs) if externs else bytes(_EXTERN_SIZE))
+    n = max(1, len(externs))
+    array_type = _EXTERN_ARRAYS.get(n)
+    if array_type is None:  # a ctypes array type is a class, and classes are freed only by the cycle collector
+        array_type = _EXTERN_ARRAYS.setdefault(n, ffi.wasmtime_extern_t * n)
+    array = array_type.from_buffer_copy(b"".join(externs) if externs else bytes(_EXTERN_SIZE))
     instance = ffi.wasmtime_instance_t()
     trap = c_void_p()
     err = _instance_new(ctx, ctypes.cast(module.ptr(), c_void_p).value, addressof(array), len(externs),
