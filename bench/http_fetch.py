@@ -67,9 +67,13 @@ def timed(wasm: Path, base: str, runs: int, ca: Path | None = None, runner: list
     return min(guest(wasm, f"{base}/big.bin", ca, runner) for _ in range(runs)) - startup
 
 
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def plain_server(www: Path) -> http.server.ThreadingHTTPServer:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    handler = functools.partial(QuietFiles, directory=str(www))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd

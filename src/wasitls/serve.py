@@ -33,7 +33,8 @@ def add_parser(sub: Any, add_guest_options: Any) -> None:
     p.add_argument("--access-log", default="-", metavar="FILE", help="one line per request ('-': stderr, the default)")
     p.add_argument("--reuse-instances", action="store_true",
                    help="let an instance handle the next request too (faster; only for guests that allow it)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT), each kept on one core")
     add_guest_options(p, serve=True)
     p.add_argument("component", metavar="COMPONENT")
 
@@ -49,6 +50,12 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
         raise HostError("--workers and --max-concurrent take a number of at least 1")
     if ns.workers > 1 and not os.environ.get("WASITLS_SERVE_WORKER"):
         return _supervise(ns.workers)
+    cpu = os.environ.get("WASITLS_SERVE_CPU")
+    if cpu and cpu.isdigit():
+        try:
+            os.sched_setaffinity(0, {int(cpu)})
+        except OSError:
+            pass  # the core went away: run where the system puts us
     from .component.errors import ComponentError
     from .http.server import Handlers, Server, ServeOptions, ServerTls
     from .tls_streams import GuestTls
@@ -116,9 +123,16 @@ def _access_log(target: str | None) -> Any:
 
 
 def _supervise(workers: int) -> int:
-    """--workers N: N copies of this command, each binding the port with SO_REUSEPORT."""
-    env = dict(os.environ, WASITLS_SERVE_WORKER="1")
-    children = [subprocess.Popen([sys.executable, "-m", "wasitls", *sys.argv[1:]], env=env) for _ in range(workers)]
+    """--workers N: N copies of this command, each binding the port with SO_REUSEPORT and each kept on
+    one core of those this process may use (round robin): a worker's threads share one interpreter
+    lock, and letting them wander between cores costs more (cache, TLB shootdowns) than it gains."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    children = []
+    for i in range(workers):
+        env = dict(os.environ, WASITLS_SERVE_WORKER="1")
+        if len(cores) > 1:
+            env["WASITLS_SERVE_CPU"] = str(cores[i % len(cores)])
+        children.append(subprocess.Popen([sys.executable, "-m", "wasitls", *sys.argv[1:]], env=env))
 
     def forward(signum: int, frame: Any) -> None:
         for child in children:
