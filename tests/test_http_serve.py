@@ -272,6 +272,9 @@ def test_workers_share_the_port(py_handler):
             time.sleep(0.1)
         pids = {re.search(r"pid (\d+)", l).group(1) for l in served.lines if "serving http" in l}
         assert len(pids) == 2, served.lines
+        if len(os.sched_getaffinity(0)) >= 2:  # each worker on a core of its own
+            assert {frozenset(os.sched_getaffinity(int(pid))) for pid in pids} == {
+                frozenset({core}) for core in sorted(os.sched_getaffinity(0))[:2]}
         for _ in range(6):
             assert curl(served.url("/")).stdout.startswith(b"hello from a Python handler")
     finally:
