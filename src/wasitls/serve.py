@@ -88,7 +88,6 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
 
     handlers = Handlers(new_instance, interface, options.max_concurrent, reuse=ns.reuse_instances)
     handlers.warm()
-    handlers.start_spares()
     gc.freeze()  # the loaded component and host code live as long as the server: keep them out of GC passes
     server = Server(options, handlers, tls, _access_log(ns.access_log))
     try:

@@ -96,7 +96,6 @@ class Handlers:
         self.slots = threading.BoundedSemaphore(limit)
         self.idle: list[tuple[Any, Any]] = []
         self.lock = threading.Lock()
-        self.wanted = threading.Event()
 
     def _new(self) -> tuple[Any, Any]:
         return self.new_instance()
@@ -104,27 +103,23 @@ class Handlers:
     def _take(self) -> tuple[Any, Any]:
         with self.lock:
             pair = self.idle.pop() if self.idle else None
-        if not self.reuse:
-            self.wanted.set()  # the spare maker makes the next one while this request runs
         return pair if pair is not None else self._new()
 
-    def _make_spares(self) -> None:
-        """Fresh instances ahead of the requests that will take them (instantiating takes milliseconds)."""
-        while True:
-            self.wanted.wait()
-            self.wanted.clear()
-            while len(self.idle) < SPARE_INSTANCES:
-                try:
-                    pair = self._new()
-                except Exception:  # the request thread will meet the same error and report it
-                    break
-                with self.lock:
-                    self.idle.append(pair)
-
-    def start_spares(self) -> None:
-        if not self.reuse:
-            threading.Thread(target=self._make_spares, name="wasitls spare instances", daemon=True).start()
-            self.wanted.set()
+    def refill(self) -> None:
+        """After a response went out: the instance a next request will take, made by this connection's
+        thread while the client reads (a thread of its own would contend with the requests for the
+        interpreter lock, and each host call would wait out a switch interval)."""
+        if self.reuse:
+            return
+        with self.lock:
+            if len(self.idle) >= SPARE_INSTANCES:
+                return
+        try:
+            pair = self._new()
+        except Exception:  # the next request meets the same error and reports it
+            return
+        with self.lock:
+            self.idle.append(pair)
 
     def handle(self, request: IncomingRequest, outparam: ResponseOutparam) -> None:
         """Runs the guest's handle; raises GuestTrap after a trap (the instance is then discarded)."""
@@ -543,6 +538,7 @@ class Server:
         except (HttpError, Timeout):
             ok = False
         self._log(peer, line, exchange.status or 500, exchange.bytes_out, start)
+        self.handlers.refill()
         return ok and not self.stopping.is_set()
 
     def run_handler(self, exchange: Exchange, method: bytes, target: str, authority: str | None, headers: list,

@@ -224,3 +224,4 @@ def serve_h2(server: Any, stream: ByteStream, peer: Any) -> None:
         except HttpError:
             return
         server._log(peer, f"{method.decode()} {path} HTTP/2", exchange.status or 500, exchange.bytes_out, start)
+        server.handlers.refill()
