@@ -7,9 +7,9 @@ installed) on a loopback port; one load generator (this script: N threads, each 
 connection sending `GET /` in a loop for the given time) measures requests per second and the p50
 and p99 latencies. Ratios are against wasmtime serve measured in the same run.
 
-"every core": each server as started by default (wasmtime serve runs on every core; wasitls serve in
-one process, so it is also run with --workers N, one process per core), wasitls with a fresh instance
-per request as wasmtime serve does, and, for the Python handler, with --reuse-instances
+"every core": each server as started by default (both use every core: wasmtime serve with threads,
+wasitls serve with a worker process per core), wasitls with a fresh instance per request as wasmtime
+serve does, also as one process (--workers 1) and, for the Python handler, with --reuse-instances
 (StarlingMonkey answers once per instance). "one core": wasmtime serve and wasitls serve (fresh
 instances) pinned to one core by taskset, the load generator on the others: the work per request.
 
@@ -146,10 +146,10 @@ def main() -> None:
           f"a fresh instance per request unless --reuse-instances")
     for name, wasm in handlers.items():
         wasitls = [sys.executable, "-m", "wasitls", "serve", "--access-log", "off"]
-        runs = {"wasmtime serve": [str(wasmtime), "serve", "-S", "cli"], "wasitls serve": wasitls}
+        runs = {"wasmtime serve": [str(wasmtime), "serve", "-S", "cli"], "wasitls serve": wasitls,
+                "wasitls serve --workers 1": wasitls + ["--workers", "1"]}
         if name == "python":
             runs["wasitls serve --reuse-instances"] = wasitls + ["--reuse-instances"]
-        runs[f"wasitls serve --workers {len(cores)}"] = wasitls + ["--workers", str(len(cores))]
         report(name, "every core", {label: measure(cmd, wasm, args) for label, cmd in runs.items()})
         if one_core:
             # the server on one core, the load generator on the others: work per request, not parallelism

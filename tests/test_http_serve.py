@@ -327,3 +327,33 @@ def test_handler_instances_after_the_first_replay_its_plan(which, request):
         loaded.instantiate(host.linker(ctx))
         ctx.lifetime.end()
     assert isinstance(loaded.plan, Plan)
+
+
+def test_by_default_a_worker_per_core_on_a_fixed_port(py_handler):
+    # as wasmtime serve uses every core; an ephemeral port (0) cannot be shared, so it gets one
+    from wasitls.devtools.http_peers import free_port
+    from wasitls.serve import AUTO_WORKERS_MAX
+
+    expected = min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX)
+    served = Served(py_handler, port=free_port())
+    try:
+        deadline = time.monotonic() + STARTUP
+        while len([l for l in served.lines if "serving http" in l]) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # no more than expected come
+        assert len({l for l in served.lines if "serving http" in l}) == expected, served.lines
+        assert curl(served.url("/")).stdout.startswith(b"hello from a Python handler")
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_component_that_cannot_serve_is_reported_once(tmp_path):
+    from wasitls.devtools.http_peers import free_port
+
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"not wasm")
+    r = subprocess.run([sys.executable, "-m", "wasitls", "serve", "--workers", "3", "--addr",
+                        f"127.0.0.1:{free_port()}", str(bad)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.count("not a WebAssembly file") == 1, r.stderr
+    assert "Traceback" not in r.stderr

@@ -15,6 +15,9 @@ import threading
 from typing import Any
 
 
+AUTO_WORKERS_MAX = 8  # each worker holds its own compiled component and instances (100-200 MB for Python)
+
+
 def add_parser(sub: Any, add_guest_options: Any) -> None:
     p = sub.add_parser("serve", help="serve a wasi:http/incoming-handler component over HTTP or HTTPS",
                        usage="wasitls serve [OPTIONS] COMPONENT")
@@ -33,8 +36,9 @@ def add_parser(sub: Any, add_guest_options: Any) -> None:
     p.add_argument("--access-log", default="-", metavar="FILE", help="one line per request ('-': stderr, the default)")
     p.add_argument("--reuse-instances", action="store_true",
                    help="let an instance handle the next request too (faster; only for guests that allow it)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes sharing the port (SO_REUSEPORT), each kept on one core")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT), each kept on one core (default: one per "
+                        f"core this process may use, at most {AUTO_WORKERS_MAX}; 1 when the port is 0)")
     add_guest_options(p, serve=True)
     p.add_argument("component", metavar="COMPONENT")
 
@@ -46,6 +50,8 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
     _, sep, port = ns.addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise HostError(f"--addr {ns.addr!r}: expected HOST:PORT")
+    if ns.workers is None:  # as wasmtime serve, every core; an ephemeral port cannot be shared
+        ns.workers = 1 if int(port) == 0 else min(len(_cores()) or 1, AUTO_WORKERS_MAX)
     if ns.workers < 1 or ns.max_concurrent < 1:
         raise HostError("--workers and --max-concurrent take a number of at least 1")
     if ns.workers > 1 and not os.environ.get("WASITLS_SERVE_WORKER"):
@@ -97,6 +103,13 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
     address = listener.getsockname()
     scheme = "https" if tls else "http"
     progress(f"serving {scheme}://{address[0]}:{address[1]}/ (pid {os.getpid()})")
+    ready = os.environ.pop("WASITLS_SERVE_READY_FD", "")
+    if ready.isdigit():  # the supervisor starts the other workers once this one serves
+        try:
+            os.write(int(ready), b"1")
+            os.close(int(ready))
+        except OSError:
+            pass
 
     def on_signal(signum: int, frame: Any) -> None:
         server.stop()
@@ -121,17 +134,26 @@ def _access_log(target: str | None) -> Any:
     return write
 
 
+def _cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
 def _supervise(workers: int) -> int:
     """--workers N: N copies of this command, each binding the port with SO_REUSEPORT and each kept on
     one core of those this process may use (round robin): a worker's threads share one interpreter
-    lock, and letting them wander between cores costs more (cache, TLB shootdowns) than it gains."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    children = []
-    for i in range(workers):
+    lock, and letting them wander between cores costs more (cache, TLB shootdowns) than it gains.
+    The first starts alone: a component or option that cannot serve is reported once, not N times."""
+    cores = _cores()
+    children: list[subprocess.Popen] = []
+
+    def start(i: int, ready: int | None = None) -> subprocess.Popen:
         env = dict(os.environ, WASITLS_SERVE_WORKER="1")
         if len(cores) > 1:
             env["WASITLS_SERVE_CPU"] = str(cores[i % len(cores)])
-        children.append(subprocess.Popen([sys.executable, "-m", "wasitls", *sys.argv[1:]], env=env))
+        if ready is not None:
+            env["WASITLS_SERVE_READY_FD"] = str(ready)
+        return subprocess.Popen([sys.executable, "-m", "wasitls", *sys.argv[1:]], env=env,
+                                pass_fds=() if ready is None else (ready,))
 
     def forward(signum: int, frame: Any) -> None:
         for child in children:
@@ -140,6 +162,15 @@ def _supervise(workers: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    r, w = os.pipe()
+    children.append(start(0, w))
+    os.close(w)
+    try:
+        ready = os.read(r, 1)  # b"": the first worker ended without serving
+    finally:
+        os.close(r)
+    if ready:
+        children.extend(start(i) for i in range(1, workers))
     status = 0
     for child in children:
         status = max(status, child.wait())
