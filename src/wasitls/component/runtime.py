@@ -51,7 +51,6 @@ def _closed(slots: Any) -> None:
     raise Trap("wasm trap: the instance is closed")
 
 
-
 class InstanceState:
     """Per component instance (CanonicalABI.md, "Runtime State"): its handle table and entry flags."""
 
@@ -360,6 +359,7 @@ class Runtime:
         runtime = weakref.ref(self)  # not a cycle: a closed runtime goes as soon as nothing uses it
 
         def callback(env, caller, slots, nslots):
+            label = "host function"
             try:
                 adapter, label = bodies[env]
                 adapter(slots)
