@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from wasitls.devtools.http_peers import nginx_tls_conf
 from wasitls_tls_helpers import (MATRIX, TIMEOUT, GuestServer, PeerProcess, free_port, need, run_guest, sha256,
                                  wasitls_command)
 
@@ -240,36 +241,6 @@ def test_guest_server_on_token_identity(token, min_server, version, key_type):
 
 # -- a guest client presenting a token identity -----------------------------------------------------
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 16; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_client_certificate {client_ca};
-    ssl_verify_client on;
-    ssl_protocols {version};
-    default_type text/plain;
-    location / {{
-      return 200 "protocol=$ssl_protocol\\nverify=$ssl_client_verify\\nfingerprint=$ssl_client_fingerprint\\n";
-    }}
-  }}
-}}
-"""
-
-
 @pytest.fixture(scope="module")
 def client_showcase(build_guest):
     return build_guest("tls_client_showcase")
@@ -282,8 +253,9 @@ def test_guest_client_presents_token_identity_to_nginx(token, client_showcase, p
     pki = pkis[key_type]
     port = free_port()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, cert=pki.localhost.cert, key=pki.localhost.key,
-                                      client_ca=token.ca, version=version))
+    conf.write_text(nginx_tls_conf(tmp_path, port, cert=pki.localhost.cert, key=pki.localhost.key, version=version,
+                                   client_ca=token.ca, body="protocol=$ssl_protocol\\nverify=$ssl_client_verify\\n"
+                                                            "fingerprint=$ssl_client_fingerprint\\n"))
     nginx = PeerProcess([need("nginx", "nginx"), "-p", str(tmp_path), "-c", str(conf)], port=port)
     try:
         run = run_guest(wasitls_command(client_showcase, ["127.0.0.1", port, "localhost", "--alpn=http/1.1",

@@ -19,6 +19,7 @@ import time
 import pytest
 import trustme
 
+from wasitls.devtools.http_peers import nginx_tls_conf
 from wasitls.devtools.preview1_build import build_c
 from test_wasi_tls import (HttpsServer, self_signed_context, server_context, server_process, trace_lines,
                            typed_ca_file, write_identity)
@@ -302,31 +303,6 @@ def test_server_side_htls_answers_curl(socktool, ca, ca_file, tmp_path):
     assert "role=server" in err
 
 
-# one process: the kill that ends the test ends nginx (a killed master leaves its workers running)
-NGINX_CONF = """daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 16; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {dir}/cert.pem;
-    ssl_certificate_key {dir}/key.pem;
-    ssl_protocols {version};
-    default_type text/plain;
-    location / {{ return 200 "protocol=$ssl_protocol sni=$ssl_server_name\\n"; }}
-  }}
-}}
-"""
-
-
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
 def test_nginx_with_an_ecdsa_certificate(socktool, tmp_path, version):
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -337,7 +313,8 @@ def test_nginx_with_an_ecdsa_certificate(socktool, tmp_path, version):
 
     def argv(port):
         conf = tmp_path / f"nginx-{port}.conf"
-        conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, version=version))
+        conf.write_text(nginx_tls_conf(tmp_path, port, cert=tmp_path / "cert.pem", key=tmp_path / "key.pem",
+                                       version=version, body="protocol=$ssl_protocol sni=$ssl_server_name\\n"))
         return [nginx, "-p", str(tmp_path), "-c", str(conf)]
 
     with server_process(argv, tmp_path) as port:

@@ -10,6 +10,7 @@ import ssl
 
 import pytest
 
+from wasitls.devtools.http_peers import nginx_tls_conf
 from wasitls_tls_helpers import (MATRIX, VERSIONS, GuestServer, PeerProcess, PyTlsServer, free_port, iana_suite,
                                  need, pem_to_der, py_server_context, run_guest, wasitls_command)
 
@@ -141,37 +142,6 @@ def test_showcase_against_gnutls_serv(showcase, pkis, version, key_type):
     assert "Application protocol: h2" in log
 
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    server_name localhost;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_client_certificate {client_ca};
-    ssl_verify_client on;
-    ssl_protocols {version};
-    default_type text/plain;
-    location / {{
-      return 200 "protocol=$ssl_protocol\\ncipher=$ssl_cipher\\nalpn=$ssl_alpn_protocol\\nsni=$ssl_server_name\\nverify=$ssl_client_verify\\nsubject=$ssl_client_s_dn\\nfingerprint=$ssl_client_fingerprint\\n";
-    }}
-  }}
-}}
-"""
-
-
 @pytest.fixture
 def nginx(tmp_path):
     """start(pki, version) -> port of an nginx with ssl_verify_client on (-p tmpdir, daemon off)."""
@@ -181,14 +151,18 @@ def nginx(tmp_path):
     def start(pki, version):
         port = free_port()
         conf = tmp_path / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, cert=pki.localhost.cert, key=pki.localhost.key,
-                                          client_ca=pki.client_ca, version=version))
+        conf.write_text(nginx_tls_conf(tmp_path, port, cert=pki.localhost.cert, key=pki.localhost.key, version=version,
+                                       client_ca=pki.client_ca, server_name="localhost", body=NGINX_BODY))
         started.append(PeerProcess([binary, "-p", str(tmp_path), "-c", str(conf)], port=port))
         return port
 
     yield start
     for server in started:
         server.stop()
+
+
+NGINX_BODY = ("protocol=$ssl_protocol\\ncipher=$ssl_cipher\\nalpn=$ssl_alpn_protocol\\nsni=$ssl_server_name\\n"
+              "verify=$ssl_client_verify\\nsubject=$ssl_client_s_dn\\nfingerprint=$ssl_client_fingerprint\\n")
 
 
 def body_of(run) -> dict[str, str]:

@@ -216,6 +216,43 @@ http {{
 """
 
 
+# one process, so the kill that ends a test ends nginx (a killed master leaves its workers running)
+NGINX_TLS_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+{extra}    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols {version};
+    default_type text/plain;
+    location / {{ return 200 "{body}"; }}
+  }}
+}}
+"""
+
+
+def nginx_tls_conf(dir: Path, port: int, *, cert: Path, key: Path, version: str, body: str,
+                   client_ca: Path | None = None, server_name: str | None = None) -> str:
+    """An nginx configuration answering every HTTPS request with `body` (nginx variables and `\\n`
+    escapes allowed), requiring a client certificate when `client_ca` is given."""
+    extra = f"    server_name {server_name};\n" if server_name else ""
+    if client_ca is not None:
+        extra += f"    ssl_client_certificate {client_ca};\n    ssl_verify_client on;\n"
+    return NGINX_TLS_CONF.format(dir=dir, port=port, cert=cert, key=key, version=version, body=body, extra=extra)
+
+
 def start_nginx(pki: Pki, root: Path, docroot: Path, backend_port: int) -> tuple[subprocess.Popen, int, int]:
     nginx = find_nginx()
     (root / "tmp").mkdir(exist_ok=True)
