@@ -357,3 +357,33 @@ def test_a_component_that_cannot_serve_is_reported_once(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("not a WebAssembly file") == 1, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_max_concurrent_bounds_all_workers_together(py_handler):
+    # --max-concurrent 1 on a fixed port: one worker (auto never starts more workers than requests),
+    # so two slow requests run one after the other
+    from wasitls.devtools.http_peers import free_port
+
+    served = Served(py_handler, "--max-concurrent", "1", port=free_port())
+    try:
+        time.sleep(1)
+        assert len({l for l in served.lines if "serving http" in l}) == 1, served.lines
+        results = []
+
+        def slow() -> None:
+            start = time.monotonic()
+            results.append((curl(served.url("/sleep/700")).stdout, time.monotonic() - start))
+
+        threads = [threading.Thread(target=slow) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r[0] for r in results] == [b"slept 700 ms\n"] * 2
+        assert max(r[1] for r in results) >= 1.4  # the second waited for the first
+    finally:
+        assert served.stop() == 0
+    r = subprocess.run([sys.executable, "-m", "wasitls", "serve", "--workers", "3", "--max-concurrent", "2",
+                        "--addr", f"127.0.0.1:{free_port()}", str(py_handler)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "each worker needs" in r.stderr, r.stderr

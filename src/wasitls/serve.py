@@ -26,7 +26,8 @@ def add_parser(sub: Any, add_guest_options: Any) -> None:
                    help="serve HTTPS with this --identity; several are chosen among by the client's SNI "
                         "(default: every --identity given)")
     p.add_argument("--plain", action="store_true", help="serve plain HTTP even when identities are given")
-    p.add_argument("--max-concurrent", type=int, default=16, metavar="N", help="requests handled at once (16)")
+    p.add_argument("--max-concurrent", type=int, default=16, metavar="N",
+                   help="requests handled at once, by all workers together (16)")
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="time a client has to send a request's head once it started (10)")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
@@ -50,12 +51,18 @@ def run_serve(ns: Any, make_host: Any, progress: Any) -> int:
     _, sep, port = ns.addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise HostError(f"--addr {ns.addr!r}: expected HOST:PORT")
-    if ns.workers is None:  # as wasmtime serve, every core; an ephemeral port cannot be shared
-        ns.workers = 1 if int(port) == 0 else min(len(_cores()) or 1, AUTO_WORKERS_MAX)
-    if ns.workers < 1 or ns.max_concurrent < 1:
+    if ns.max_concurrent < 1 or (ns.workers is not None and ns.workers < 1):
         raise HostError("--workers and --max-concurrent take a number of at least 1")
+    if ns.workers is None:  # as wasmtime serve, every core; an ephemeral port cannot be shared
+        ns.workers = 1 if int(port) == 0 else min(len(_cores()) or 1, AUTO_WORKERS_MAX, ns.max_concurrent)
+    if ns.workers > ns.max_concurrent:
+        raise HostError(f"--workers {ns.workers} with --max-concurrent {ns.max_concurrent}: each worker needs "
+                        "at least one request")
     if ns.workers > 1 and not os.environ.get("WASITLS_SERVE_WORKER"):
-        return _supervise(ns.workers)
+        return _supervise(ns.workers, ns.max_concurrent)
+    share = os.environ.get("WASITLS_SERVE_MAX_CONCURRENT", "")
+    if share.isdigit() and int(share) >= 1:  # this worker's part of --max-concurrent
+        ns.max_concurrent = int(share)
     cpu = os.environ.get("WASITLS_SERVE_CPU")
     if cpu and cpu.isdigit():
         try:
@@ -138,16 +145,18 @@ def _cores() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def _supervise(workers: int) -> int:
+def _supervise(workers: int, max_concurrent: int) -> int:
     """--workers N: N copies of this command, each binding the port with SO_REUSEPORT and each kept on
     one core of those this process may use (round robin): a worker's threads share one interpreter
     lock, and letting them wander between cores costs more (cache, TLB shootdowns) than it gains.
-    The first starts alone: a component or option that cannot serve is reported once, not N times."""
+    The first starts alone: a component or option that cannot serve is reported once, not N times.
+    --max-concurrent bounds the requests of all workers together: each gets its share."""
     cores = _cores()
     children: list[subprocess.Popen] = []
 
     def start(i: int, ready: int | None = None) -> subprocess.Popen:
-        env = dict(os.environ, WASITLS_SERVE_WORKER="1")
+        share = max_concurrent // workers + (1 if i < max_concurrent % workers else 0)
+        env = dict(os.environ, WASITLS_SERVE_WORKER="1", WASITLS_SERVE_MAX_CONCURRENT=str(share))
         if len(cores) > 1:
             env["WASITLS_SERVE_CPU"] = str(cores[i % len(cores)])
         if ready is not None:
