@@ -6,8 +6,8 @@ What differs per instance is only what lives in its store or its host context: c
 exports taken from them, host functions made by `canon lower`, functions made by `canon lift`, the
 per-component-instance state, and the host objects serving its imports. The first walk records those
 steps, each naming earlier results by register; every later instance runs only the steps
-(`Runtime.replay`), about a third of the walk's time for componentize-py and a fifth for
-componentize-js.
+(`Runtime.replay`): half the walk's time for componentize-py, a third for componentize-js
+(bench/instantiate.py).
 
 A component the plan cannot describe exactly (one that defines its own resources, or exports something
 whose value is not shared across instances) gets no plan: every instance is walked, as before.
