@@ -550,31 +550,24 @@ class Runtime:
         scope.add(d.sort, self.alias_target(d, scope))
 
     def alias_core_export(self, d: B.AliasCoreExport, scope: Scope, args) -> None:
-        # the commonest definition of a componentize-py guest (thousands): alias_target, inlined
-        space = scope.spaces["core instance"]
-        if not 0 <= d.instance < len(space):
-            scope.get("core instance", d.instance)  # raises the out-of-bounds error
-        inst = space[d.instance]
+        # the commonest definition of a componentize-py guest (thousands): alias_target's path, direct
+        scope.spaces[d.sort].append(self._core_export(scope.get("core instance", d.instance), d.name))
+
+    def _core_export(self, inst: Any, name: str) -> Any:
+        """A core instance's export by name (a lookup in the store the plan records), or a bag's entry."""
         try:
-            value = inst[d.name]
+            value = inst[name]
         except KeyError:
-            raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
+            raise ComponentError(f"invalid component: core instance has no export {name!r}") from None
         if self.rec is not None and isinstance(inst, capi.CoreExports):
-            self._record(self.rec.export_taken, inst, d.name, value)
-        scope.spaces[d.sort].append(value)
+            self._record(self.rec.export_taken, inst, name, value)
+        return value
 
     def alias_target(self, d: Any, scope: Scope) -> Any:
         if isinstance(d, B.AliasOuter):
             return scope.outer(d.count).get(d.sort, d.index)
         if isinstance(d, B.AliasCoreExport):
-            inst = scope.get("core instance", d.instance)
-            try:
-                value = inst[d.name]
-            except KeyError:
-                raise ComponentError(f"invalid component: core instance has no export {d.name!r}") from None
-            if self.rec is not None and isinstance(inst, capi.CoreExports):
-                self._record(self.rec.export_taken, inst, d.name, value)
-            return value
+            return self._core_export(scope.get("core instance", d.instance), d.name)
         inst = scope.get("instance", d.instance)
         if inst is UNSERVED:
             return UNSERVED
