@@ -99,6 +99,28 @@ def _hash_tree(h: "hashlib._Hash", label: str, root: Path) -> None:
         h.update(data)
 
 
+def build_once(out: Path, build: Callable[[Path], None], *, partial_suffix: str = ".partial") -> Path:
+    """`out`, a build named by the digest of its inputs: made by `build(partial)` unless it exists.
+
+    One builder per name at a time (a waiter then finds the finished file); `build` writes to a
+    temporary name that becomes `out` only once it succeeded, so no one sees a half-written file.
+    `build` raises when its tool failed; what it left is removed."""
+    if out.exists():
+        return out
+    with open(out.with_name(f".{out.stem}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists():
+            return out
+        partial = out.with_name(f".{out.stem}.{os.getpid()}{partial_suffix}")
+        try:
+            build(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, out)
+    return out
+
+
 def _componentize_py_version() -> str:
     return importlib.metadata.version("componentize-py")
 
@@ -162,18 +184,11 @@ def build_guest(
             _hash_tree(h, f"lib{i}", lib_dir)
         _hash_tree(h, "wit", wit)
         out = cache / f"{name}-{h.hexdigest()[:24]}.wasm"
-        if out.exists():
-            return out
 
-        # One builder per key at a time; a waiter then finds the finished file.
-        with open(cache / f".{out.stem}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if out.exists():
-                return out
+        def build(partial: Path) -> None:
             if progress is not None:
                 progress(f"building guest {name!r} with componentize-py (first run only, ~15 s)…")
             started = time.monotonic()
-            partial = cache / f".{out.stem}.{os.getpid()}.partial"
             cmd = _componentize_command() + ["-q", "-d", str(wit), "-w", world]
             if features:
                 cmd += ["--features", ",".join(features)]
@@ -183,14 +198,13 @@ def build_guest(
             cmd += [app, "-o", str(partial)]
             proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=_hermetic_env(tmp_path))
             if proc.returncode != 0 or not partial.exists():
-                partial.unlink(missing_ok=True)
                 # componentize-py appends a Rust backtrace that says nothing about the guest.
                 output = (proc.stdout + proc.stderr).split("Stack backtrace:")[0].strip()
                 raise GuestBuildError(f"componentize-py failed for guest {name!r} (exit {proc.returncode}):\n{output}")
-            os.replace(partial, out)
             if progress is not None:
                 progress(f"built guest {name!r} in {time.monotonic() - started:.1f} s: {out}")
-    return out
+
+        return build_once(out, build)
 
 
 # -- `wasitls build`: a Python guest from an app module, with the host-TLS ssl module -------------------

@@ -7,7 +7,6 @@ Meaningful in a source checkout only: the guests' sources live under ``tests/``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ import time
 import unittest
 from pathlib import Path
 
-from ..guestbuild import assemble_wit, build_guest, guest_cache_dir
+from ..guestbuild import assemble_wit, build_guest, build_once, guest_cache_dir
 
 __all__ = ["GUESTS_DIR", "GUEST_LIB", "JS_INSTALL_HINT", "REPO", "ToolMissing", "WASMTIME_INSTALL_HINT",
            "build_checkout_guest", "build_js_guest", "build_test_guest", "find_jco", "find_wasmtime_cli",
@@ -164,25 +163,19 @@ def build_js_guest(name: str, world: str | None = None, disable=("http", "fetch-
             for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
                 h.update(f"{path.relative_to(root)}\n".encode() + path.read_bytes())
         out = cache / f"{world}-{h.hexdigest()[:24]}.wasm"
-        if out.exists():
-            return out
-        with open(cache / f".{out.stem}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if out.exists():
-                return out
+
+        def build(partial: Path) -> None:
             print(f"building JS guest {name!r} with jco componentize (first run only, ~20 s)…", file=sys.stderr)
             started = time.monotonic()
-            partial = cache / f".{out.stem}.{os.getpid()}.partial.wasm"
             cmd = [str(jco), "componentize", str(source / "app.js"), "--wit", str(wit), "--world-name", world,
                    "-o", str(partial)]
             if disable:
                 cmd += ["--disable", *disable]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
             if proc.returncode != 0 or not partial.exists():
-                partial.unlink(missing_ok=True)
                 raise RuntimeError(f"jco componentize failed for {name!r} (exit {proc.returncode}):\n"
                                    f"{proc.stdout}{proc.stderr}")
-            os.replace(partial, out)
             print(f"built JS guest {name!r} in {time.monotonic() - started:.1f} s "
-                  f"({out.stat().st_size / 1e6:.1f} MB): {out}", file=sys.stderr)
-    return out
+                  f"({partial.stat().st_size / 1e6:.1f} MB): {out}", file=sys.stderr)
+
+        return build_once(out, build, partial_suffix=".partial.wasm")  # jco picks its output by the extension

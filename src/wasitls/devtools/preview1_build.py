@@ -7,7 +7,6 @@ test runs share one build.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -15,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..guestbuild import build_once
 from . import REPO, ToolMissing
 
 HERE = REPO / "tests" / "p1"
@@ -37,16 +37,7 @@ def _digest(paths: list[Path], extra: str) -> str:
 
 
 def _cached(name: str, digest: str, build) -> Path:
-    out = cache_dir() / f"{name}-{digest}.wasm"
-    if out.exists():
-        return out
-    with open(cache_dir() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not out.exists():
-            partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-            build(partial)
-            os.replace(partial, out)
-    return out
+    return build_once(cache_dir() / f"{name}-{digest}.wasm", build)
 
 
 def _run(cmd: list[str], **kw) -> None:
