@@ -19,7 +19,7 @@ from typing import Any
 from ..component.linker import HostInterface
 from ..component.values import Err, Ok, Trap, Variant
 from ..wasi.io.error import IoError
-from ..wasi.io.poll import Pollable, Wait
+from ..wasi.io.poll import Pollable, Wait, When
 from ..wasi.io.streams import InputStream, OutputStream, StreamClosed, StreamFailed
 from .errors import HttpFailure
 from .transport import HttpError
@@ -334,7 +334,7 @@ class FutureTrailers:
         feed.discard()
 
     def subscribe(self) -> Pollable:
-        return Pollable(_TrailersReady(self.feed))
+        return Pollable(When(self.feed.trailers_ready, self.feed.wait_on))
 
     def get(self) -> Any:
         if self.taken:
@@ -349,17 +349,6 @@ class FutureTrailers:
 
     def drop(self) -> None:
         self.feed.close()
-
-
-class _TrailersReady:
-    def __init__(self, feed: Any):
-        self.feed = feed
-
-    def poll_ready(self) -> bool:
-        return self.feed.trailers_ready()
-
-    def wait_on(self) -> Wait:
-        return self.feed.wait_on()
 
 
 class OutgoingResponse:
@@ -483,7 +472,7 @@ class FutureIncomingResponse:
         self.taken = False
 
     def subscribe(self) -> Pollable:
-        return Pollable(_ResponseReady(self))
+        return Pollable(When(self.ready, lambda: self.exchange.wait_on()))
 
     def ready(self) -> bool:
         if self.error is not None or self.exchange is None:
@@ -512,17 +501,6 @@ class FutureIncomingResponse:
     def drop(self) -> None:
         if not self.taken and self.exchange is not None:
             self.exchange.drop_response()
-
-
-class _ResponseReady:
-    def __init__(self, future: FutureIncomingResponse):
-        self.future = future
-
-    def poll_ready(self) -> bool:
-        return self.future.ready()
-
-    def wait_on(self) -> Wait:
-        return self.future.exchange.wait_on()
 
 
 class Types(HostInterface):

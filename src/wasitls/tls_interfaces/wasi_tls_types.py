@@ -13,7 +13,7 @@ from ..component.values import Err, Ok
 from ..tls.config import TlsConfigError
 from ..tls_streams import GuestTls, TlsConnection
 from ..wasi.io.error import IoError
-from ..wasi.io.poll import Pollable
+from ..wasi.io.poll import ALWAYS_READY, Pollable
 from ..wasi.io.streams import InputStream, OutputStream
 
 
@@ -48,7 +48,7 @@ class FutureClientStreams:
         self.taken = False
 
     def subscribe(self) -> Pollable:
-        return Pollable(_Ready() if self.conn is None else self.conn.when(self.conn.handshake_settled))
+        return Pollable(ALWAYS_READY if self.conn is None else self.conn.when(self.conn.handshake_settled))
 
     def get(self) -> Any:
         if self.taken:
@@ -69,14 +69,6 @@ class FutureClientStreams:
     def drop(self) -> None:
         if not self.taken and self.conn is not None:  # nobody will ever hold this connection
             self.conn.release()
-
-
-class _Ready:
-    def poll_ready(self) -> bool:
-        return True
-
-    def wait_on(self) -> Any:
-        raise AssertionError("a ready source is never waited on")
 
 
 class Types(HostInterface):

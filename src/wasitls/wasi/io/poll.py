@@ -39,6 +39,17 @@ class AlwaysReady:
 ALWAYS_READY = AlwaysReady()
 
 
+class When:
+    """A readiness source from two callables: ready when `predicate()` holds, waiting meanwhile on
+    what `wait()` names (for the resources whose readiness is a question asked of something else)."""
+
+    __slots__ = ("poll_ready", "wait_on")
+
+    def __init__(self, predicate: Any, wait: Any):
+        self.poll_ready = predicate
+        self.wait_on = wait
+
+
 class Deadline:
     def __init__(self, deadline_ns: int):
         self.deadline_ns = deadline_ns
