@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-RUN_OK = """
-(component
-  (core module $m (func (export "run") (result i32) i32.const 0))
-  (core instance $i (instantiate $m))
-  (func $run (result (result)) (canon lift (core func $i "run")))
-  (instance $r (export "run" (func $run)))
-  (export "wasi:cli/run@0.2.9" (instance $r)))
-"""
+from test_inputfiles import RUN_OK  # the smallest command component
+
 
 
 @pytest.fixture(scope="module")
