@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 
 class NotPlannable(Exception):
-    """The walk met something the plan cannot replay; `str(e)` says what (for tests and debugging)."""
+    """The walk met something the plan cannot replay (the message says what)."""
 
 
 # steps, each a tuple whose first item is its kind; registers (r...) index the replay's value list

@@ -276,14 +276,12 @@ class Runtime:
         self._host_resources: dict[tuple[int, str], T.ResourceType] = {}
         # the walk's steps, for replaying it (plan.py); None when not recording, or once it cannot be
         self.rec: Recorder | None = Recorder(self.shared.ids) if record else None
-        self.not_plannable = ""  # why recording stopped
 
     def _record(self, step: Callable[..., None], *args: Any) -> None:
         try:
             step(*args)
-        except NotPlannable as e:
+        except NotPlannable:  # this component is walked every time
             self.rec = None
-            self.not_plannable = str(e)
 
     def plan(self, root: "InstanceValue") -> Plan | None:
         """The recorded plan of the instantiation that made `root`; None if it could not be recorded."""
@@ -292,8 +290,7 @@ class Runtime:
             return None
         try:
             return rec.finish(root)
-        except NotPlannable as e:
-            self.not_plannable = str(e)
+        except NotPlannable:
             return None
 
     # traps --------------------------------------------------------------------------------------

@@ -170,10 +170,7 @@ class CoreExports:
     def __getitem__(self, name: str) -> CoreExtern:
         found = self._found.get(name)
         if found is None:
-            raw = name.encode("utf-8")
-            if not _instance_export_get(self._ctx, self._addr, raw, len(raw), self._out_addr):
-                raise KeyError(name)
-            found = self._found[name] = CoreExtern(self._out)
+            found = self._found[name] = self.by_raw_name(name.encode("utf-8"))
         return found
 
     def by_raw_name(self, raw: bytes) -> CoreExtern:

@@ -132,12 +132,12 @@ class Handlers:
                 lifetime.end()  # a trapped instance is not used again: its sockets and TLS end now
                 instance.close()
                 raise
-            if not self.reuse:
-                lifetime.end()
-                instance.close()  # goes now, by reference counting, not in a garbage collection later
             if self.reuse:
                 with self.lock:
                     self.idle.append(pair)
+            else:
+                lifetime.end()
+                instance.close()  # goes now, by reference counting, not in a garbage collection later
 
     def warm(self) -> None:
         """Instantiate one now, so a component that cannot start fails before the port opens."""
