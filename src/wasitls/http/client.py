@@ -329,15 +329,19 @@ class H2Channel:
         self.conn.stream.flush_out()
 
     def receive(self, events: list) -> bool:
+        """This stream's events, reading once from the network if it has none; False when nothing came
+        (a read that brought only other streams' frames or a WINDOW_UPDATE still counts: more may wait
+        behind it, in the socket or in TLS's buffers)."""
+        read = False
         if not self.inbox:
-            self.conn.receive()
+            read = self.conn.receive()
         got = bool(self.inbox)
         while self.inbox:
             event = self.inbox.popleft()
             if event[0] == "error":
                 raise event[1]
             events.append(event)
-        return got
+        return got or read
 
     def consumed(self, n: int) -> None:
         """The guest read n bytes: reopen the window by as much, in steps of ACK_STEP (a WINDOW_UPDATE
@@ -445,6 +449,7 @@ class ClientExchange:
                     return
             self._send()
             self._receive()
+            self._send()  # what came in may have reopened the peer's flow-control window (HTTP/2)
             self._check_deadline()
         except HttpError as e:
             self._fail(e)

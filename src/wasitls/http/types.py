@@ -450,9 +450,12 @@ class _BodySink:
 
     def poll_ready(self) -> bool:
         try:
-            return self.check_write() > 0
+            room = self.check_write()
         except (StreamClosed, StreamFailed):
             return True
+        # room opens only when the target drives its connection (reads a WINDOW_UPDATE, sends what it
+        # holds), which its poll_ready does; without it the guest would poll a readable socket forever
+        return room > 0 or (self.body.target is not None and self.body.target.poll_ready())
 
     def wait_on(self) -> Wait:
         if self.body.target is None:
